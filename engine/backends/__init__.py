@@ -1,0 +1,60 @@
+"""Backends run a network; the engine owns everything else (tokens, sampling, caching).
+
+A backend has two calls, the same for every network:
+- `extend(cache, ids, start)`: causal pass over prefix tokens at positions start.., appended to `cache`.
+- `denoise(cache, canvas, hole)`: bidirectional pass over the canvas (reading the prefix cache);
+   logits for the first `hole` canvas positions only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from engine.types import ModelLoadError
+
+
+class PrefixKV(Protocol):
+    """Backend-owned key/value cache of a causal prefix pass."""
+
+    @property
+    def length(self) -> int: ...
+
+    def truncate(self, length: int) -> None: ...
+
+
+class Backend(Protocol):
+    noise: str  # "mask" (absorbing) or "uniform" (DiffusionGemma)
+    vocab_size: int
+    device: torch.device
+
+    def new_cache(self) -> PrefixKV: ...
+
+    def extend(self, cache: PrefixKV, ids: torch.Tensor, start: int) -> None:
+        """Encode `ids` (T,) causally at positions start..start+T-1 and append them to `cache`."""
+        ...
+
+    def denoise(
+        self,
+        cache: PrefixKV,
+        canvas: torch.Tensor,
+        hole: int,
+        self_condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """canvas (B, C) token ids after the cached prefix -> logits (B, hole, V) for canvas[:, :hole]."""
+        ...
+
+
+def load_backend(model_dir: Path, device: torch.device, model_type: str) -> Backend:
+    """Pick the backend from config.json's model_type."""
+    if model_type == "dgem_native":
+        from engine.backends.native import NativeBackend
+
+        return NativeBackend.load(model_dir, device)
+    if model_type == "diffusion_gemma":
+        from engine.backends.diffusion_gemma import DiffusionGemmaBackend
+
+        return DiffusionGemmaBackend.load(model_dir, device)
+    raise ModelLoadError(f"{model_dir}: unknown model_type {model_type!r} in config.json")

@@ -1,0 +1,270 @@
+"""The project's own small diffusion network, one file, read top to bottom.
+
+One weight stack used two ways (DiffusionGemma's layout):
+- causal over the prefix, which fills a key/value cache that stays valid while the prefix is unchanged;
+- bidirectional over the canvas ([hole slots][suffix head]), which also reads the prefix cache.
+
+Pre-norm transformer: RMSNorm, rotary positions, QK-norm, SwiGLU, tied embeddings.
+Shapes: B batch, T new tokens, L cached tokens, C canvas, D model width, H heads, E head width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NativeConfig:
+    vocab_size: int = 16384
+    dim: int = 384
+    n_layers: int = 8
+    n_heads: int = 6
+    ffn_dim: int = 1024
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @classmethod
+    def from_dict(cls, values: dict) -> NativeConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Rotary(nn.Module):
+    """cos/sin tables for rotary positions, grown on demand."""
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cos = torch.empty(0)
+        self._sin = torch.empty(0)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (B, T) -> cos, sin (B, 1, T, E/2)."""
+        need = int(positions.max()) + 1
+        if self._cos.shape[0] < need or self._cos.device != self.inv_freq.device:
+            size = max(need, 2 * self._cos.shape[0], 1024)
+            angles = torch.outer(torch.arange(size, device=self.inv_freq.device).float(), self.inv_freq)
+            self._cos, self._sin = angles.cos(), angles.sin()
+        return self._cos[positions].unsqueeze(1), self._sin[positions].unsqueeze(1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, E/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: NativeConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.out = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x (B, T, D) -> q, k, v (B, H, T, E), normed and rotated."""
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = apply_rotary(self.q_norm(q), cos, sin)
+        k = apply_rotary(self.k_norm(k), cos, sin)
+        return q, k, v
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        B, _, T, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: NativeConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.dim, 2 * cfg.ffn_dim, bias=False)
+        self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: NativeConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+
+
+class LayerKV:
+    """Keys and values of one layer with spare room at the end, so appending rarely copies.
+
+    The canvas of a denoising step is written into the spare room without moving `length`, which
+    keeps a step free of concatenations over the whole prefix.
+    """
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v  # (1, H, capacity, E)
+        self.length = 0
+
+    def reserve(self, extra: int) -> None:
+        need = self.length + extra
+        if need <= self.k.shape[2]:
+            return
+        capacity = max(need, 2 * self.k.shape[2], 256)
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            grown = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
+            grown[:, :, : self.length] = old[:, :, : self.length]
+            setattr(self, name, grown)
+
+
+class NativeKV:
+    """The prefix cache of the native network: one LayerKV per layer."""
+
+    def __init__(self, cfg: NativeConfig, device: torch.device, dtype: torch.dtype):
+        empty = torch.empty(1, cfg.n_heads, 0, cfg.head_dim, device=device, dtype=dtype)
+        self.layers = [LayerKV(empty, empty) for _ in range(cfg.n_layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def truncate(self, length: int) -> None:
+        for layer in self.layers:
+            layer.length = min(layer.length, length)
+
+
+class NativeModel(nn.Module):
+    def __init__(self, cfg: NativeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
+        self.apply(self._init)
+
+    def _init(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, (Attention, SwiGLU)):
+            last = module.out if isinstance(module, Attention) else module.down
+            nn.init.normal_(last.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied LM head: hidden (..., D) -> (..., V)."""
+        return F.linear(self.norm(hidden), self.embed.weight)
+
+    # ---- inference: prefix cache + canvas -------------------------------------------------------
+
+    @torch.inference_mode()
+    def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
+        """Causal pass over ids (T,) at positions start.. ; appends their keys/values to `cache`."""
+        assert cache.length == start, "the prefix cache must end where the new tokens start"
+        T = ids.shape[0]
+        positions = torch.arange(start, start + T, device=ids.device)[None]  # (1, T)
+        cos, sin = self.rotary(positions)
+        # queries see every cached key and the new keys up to themselves
+        mask = None if start == 0 else torch.ones(T, start + T, dtype=torch.bool, device=ids.device).tril(start)
+        x = self.embed(ids[None])  # (1, T, D)
+        for block, kv in zip(self.blocks, cache.layers, strict=True):
+            q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
+            kv.reserve(T)
+            kv.k[:, :, start : start + T] = k
+            kv.v[:, :, start : start + T] = v
+            keys, values = kv.k[:, :, : start + T], kv.v[:, :, : start + T]
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None)
+            x = x + block.attn.merge(y)
+            x = x + block.ffn(block.ffn_norm(x))
+            kv.length = start + T
+
+    @torch.inference_mode()
+    def denoise(self, cache: NativeKV, canvas: torch.Tensor, hole: int) -> torch.Tensor:
+        """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V)."""
+        B, C = canvas.shape
+        L = cache.length
+        positions = torch.arange(L, L + C, device=canvas.device)[None].expand(B, C)
+        cos, sin = self.rotary(positions)
+        x = self.embed(canvas)  # (B, C, D)
+        for index, (block, kv) in enumerate(zip(self.blocks, cache.layers, strict=True)):
+            q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
+            if B == 1:  # write the canvas into the spare room: no copy of the prefix keys
+                kv.reserve(C)
+                kv.k[:, :, L : L + C], kv.v[:, :, L : L + C] = k, v
+                keys, values = kv.k[:, :, : L + C], kv.v[:, :, : L + C]
+            else:
+                keys = torch.cat((kv.k[:, :, :L].expand(B, -1, -1, -1), k), dim=2)
+                values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
+            if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: hole slots only
+                q, x = q[:, :, :hole], x[:, :hole]
+            y = F.scaled_dot_product_attention(q, keys, values)
+            x = x + block.attn.merge(y)
+            x = x + block.ffn(block.ffn_norm(x))
+        return self.logits(x)
+
+    # ---- training: padded prefix batch + canvas batch in one call -------------------------------
+
+    def forward_train(
+        self,
+        prefix: torch.Tensor,
+        prefix_valid: torch.Tensor,
+        canvas: torch.Tensor,
+        canvas_valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states for a training batch.
+
+        prefix (B, P) left-padded, prefix_valid (B, P) bool; canvas (B, C) right-padded, canvas_valid (B, C).
+        Positions count from each row's first real prefix token, as at inference.
+        Returns prefix hidden (B, P, D) (for the next-token loss) and canvas hidden (B, C, D).
+        """
+        B, P = prefix.shape
+        C = canvas.shape[1]
+        prefix_pos = (prefix_valid.long().cumsum(1) - 1).clamp(min=0)  # (B, P)
+        canvas_pos = prefix_valid.long().sum(1, keepdim=True) + torch.arange(C, device=canvas.device)  # (B, C)
+        pcos, psin = self.rotary(prefix_pos)
+        ccos, csin = self.rotary(canvas_pos)
+        causal = torch.ones(P, P, dtype=torch.bool, device=prefix.device).tril()
+        prefix_mask = (causal[None] & prefix_valid[:, None, :])[:, None]  # (B, 1, P, P)
+        # a left-padded row's pad queries would see no key at all; let them see themselves
+        prefix_mask = prefix_mask | torch.eye(P, dtype=torch.bool, device=prefix.device)
+        keys_valid = torch.cat((prefix_valid, canvas_valid), dim=1)  # (B, P + C)
+        canvas_mask = keys_valid[:, None, None, :].expand(B, 1, C, P + C)
+
+        xp, xc = self.embed(prefix), self.embed(canvas)
+        for block in self.blocks:
+            qp, kp, vp = block.attn.project(block.attn_norm(xp), pcos, psin)
+            qc, kc, vc = block.attn.project(block.attn_norm(xc), ccos, csin)
+            yp = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
+            yc = F.scaled_dot_product_attention(
+                qc, torch.cat((kp, kc), dim=2), torch.cat((vp, vc), dim=2), attn_mask=canvas_mask
+            )
+            xp = xp + block.attn.merge(yp)
+            xc = xc + block.attn.merge(yc)
+            xp = xp + block.ffn(block.ffn_norm(xp))
+            xc = xc + block.ffn(block.ffn_norm(xc))
+        return xp, xc

@@ -1,0 +1,51 @@
+"""Values that cross the engine's edge: what a caller asks for and what the sampler yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EngineError(Exception):
+    """A problem the caller can act on (bad model directory, bad request); the message is one line."""
+
+
+class ModelLoadError(EngineError):
+    """The model directory or id could not be loaded."""
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """Fill the text between `prefix` and `suffix`.
+
+    max_tokens: number of hole slots; None lets the engine choose (length handling).
+    steps: denoising steps; None takes the model's generation_config default.
+    cache_key: names the document, so the prefix KV cache of the same document is reused.
+    alternatives: how many different fills to return (each a row of one batched forward).
+    """
+
+    prefix: str
+    suffix: str = ""
+    max_tokens: int | None = None
+    steps: int | None = None
+    cache_key: str | None = None
+    alternatives: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """The state of the hole after one denoising step.
+
+    texts[0] is the best fill; more entries only when alternatives > 1.
+    committed / slots: how many hole slots are fixed so far (for the best fill).
+    """
+
+    step: int
+    texts: tuple[str, ...]
+    committed: int
+    slots: int
+    done: bool
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
