@@ -1,0 +1,222 @@
+"""The engine: text in, refinement steps out. No editor or protocol knowledge.
+
+    engine = Engine.load()                      # the shipped model, on the best device
+    for refinement in engine.infill(InfillRequest(prefix, suffix)):
+        print(refinement.step, refinement.text)
+
+Layout of one fill (DiffusionGemma's): [bos][prefix window] -> causal pass -> prefix KV cache, kept per
+document; canvas = [hole slots][suffix head], denoised bidirectionally. Holes longer than one canvas are
+filled block after block, each finished block appended to the prefix cache.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.backends import Backend, load_backend
+from engine.model_dir import GenerationDefaults, read_json, resolve_model
+from engine.prefix_cache import CacheStats, PrefixCache
+from engine.sampler import ConfidenceCommit, EntropyBoundAccept, HoleState, Sampler, denoise_hole
+from engine.tokenizer import CodeTokenizer, SpecialTokens
+from engine.types import EngineError, InfillRequest, ModelLoadError, Refinement
+
+Progress = Callable[[str, float], None]
+
+WINDOW_STRIDE = 256  # the prefix window moves in steps of this many tokens, so the cache survives typing
+CHARS_PER_TOKEN_BOUND = 8  # more characters than any token of code holds; bounds what is tokenised
+MAX_ALTERNATIVES = 4
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    source: str
+    backend: str
+    noise: str
+    device: str
+    parameters: int
+    max_prefix_tokens: int
+    canvas_length: int
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EngineError("--device cuda: no CUDA device is available (use cpu or auto)")
+    if device not in ("cpu", "cuda"):
+        raise EngineError(f"unknown device {device!r} (use cpu, cuda or auto)")
+    return torch.device(device)
+
+
+class Engine:
+    def __init__(
+        self,
+        backend: Backend,
+        tokenizer: CodeTokenizer,
+        defaults: GenerationDefaults,
+        info: ModelInfo,
+    ):
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.defaults = defaults
+        self.info = info
+        self.prefix_cache = PrefixCache(backend)
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, device: str = "auto", progress: Progress | None = None) -> Engine:
+        """Load a model directory (None: the shipped model) or a Hugging Face id from the local cache."""
+        report = progress or (lambda message, fraction: None)
+        report("finding model", 0.0)
+        model_dir = resolve_model(None if model is None else str(model))
+        config = read_json(model_dir / "config.json")
+        model_type = config.get("model_type")
+        if not isinstance(model_type, str):
+            raise ModelLoadError(f"{model_dir}/config.json: no model_type")
+        torch_device = pick_device(device)
+        report(f"loading {model_type} weights on {torch_device.type}", 0.2)
+        backend = load_backend(model_dir, torch_device, model_type)
+        report("loading tokenizer", 0.8)
+        special = _special_tokens(config, backend, model_dir)
+        tokenizer = CodeTokenizer.from_file(model_dir / "tokenizer.json", special)
+        generation = dict(getattr(backend, "generation_defaults", dict)())
+        generation.update(read_json(model_dir / "generation_config.json", required=False))
+        defaults = GenerationDefaults.from_dict(generation)
+        parameters = sum(p.numel() for p in backend.model.parameters())
+        info = ModelInfo(
+            source=str(model_dir),
+            backend=model_type,
+            noise=backend.noise,
+            device=torch_device.type,
+            parameters=parameters,
+            max_prefix_tokens=int(config.get("max_prefix_tokens", 4096)),
+            canvas_length=int(config.get("canvas_length", 256)),
+        )
+        report("ready", 1.0)
+        return cls(backend, tokenizer, defaults, info)
+
+    @property
+    def stats(self) -> CacheStats:
+        return self.prefix_cache.stats
+
+    # ---- the request's token layout ------------------------------------------------------------
+
+    def prefix_ids(self, prefix: str) -> list[int]:
+        """[bos] + the nearest part of the prefix that fits, with a window start that moves in strides."""
+        limit = self.info.max_prefix_tokens - 1
+        char_budget = limit * CHARS_PER_TOKEN_BOUND
+        if len(prefix) > char_budget:
+            # cut at a line start chosen from a coarse grid, so the cut (and the cache) stays put while typing
+            cut = (len(prefix) - char_budget) // 4096 * 4096
+            newline = prefix.find("\n", cut)
+            prefix = prefix[newline + 1 :] if newline >= 0 else prefix[cut:]
+        ids = self.tokenizer.encode(prefix)
+        if len(ids) > limit:
+            drop = math.ceil((len(ids) - limit) / WINDOW_STRIDE) * WINDOW_STRIDE
+            ids = ids[drop:]
+        bos = self.tokenizer.special.bos
+        return ([bos] if bos is not None else []) + ids
+
+    def suffix_ids(self, suffix: str) -> list[int]:
+        head = self.defaults.suffix_head_tokens
+        window = suffix[: head * CHARS_PER_TOKEN_BOUND]
+        ids = self.tokenizer.encode(window)
+        if len(window) < len(suffix):
+            ids = ids[:-1]  # the last token may be cut mid-word
+        return ids[:head]
+
+    def make_sampler(self, slots: int, steps: int | None, seed: int) -> Sampler:
+        generator = torch.Generator().manual_seed(seed)
+        if self.backend.noise == "uniform":
+            return EntropyBoundAccept(self.defaults, self.backend.vocab_size, steps or self.defaults.max_steps, generator)
+        special = self.tokenizer.special
+        if special.mask is None:
+            raise ModelLoadError(f"{self.info.source}: mask noise needs a mask token in config.json")
+        if steps is None:
+            steps = math.ceil(slots / self.defaults.tokens_per_step)
+        forbidden = [special.mask] + ([special.bos] if special.bos is not None else [])
+        return ConfidenceCommit(
+            special.mask,
+            special.pad,
+            forbidden,
+            max(1, min(steps, slots, self.defaults.max_steps)),
+            self.defaults.temperature,
+            generator,
+        )
+
+    # ---- filling ----------------------------------------------------------------------------
+
+    def infill(self, request: InfillRequest, cancel: threading.Event | None = None) -> Iterator[Refinement]:
+        """Yield a Refinement after every denoising step; the last has done=True.
+
+        If `cancel` is set, the fill stops between two steps and no done refinement is yielded.
+        """
+        slots = self.defaults.default_slots if request.max_tokens is None else request.max_tokens
+        if slots < 0:
+            raise EngineError(f"max_tokens must be >= 0 (got {slots})")
+        batch = max(1, min(request.alternatives, MAX_ALTERNATIVES))
+        if slots == 0:
+            yield Refinement(0, ("",) * batch, 0, 0, True)
+            return
+        key = request.cache_key or "\0scratch"
+        prefix = self.prefix_ids(request.prefix)
+        suffix = torch.tensor(self.suffix_ids(request.suffix), dtype=torch.long, device=self.backend.device)
+        block = self.info.canvas_length - len(suffix)
+        blocks = [min(block, slots - start) for start in range(0, slots, block)]
+
+        cache = self.prefix_cache.sync(key, prefix)
+        done_text: list[list[int]] = [[] for _ in range(batch)]
+        step = 0
+        for index, block_slots in enumerate(blocks):
+            final_block = index == len(blocks) - 1
+            # only the last block touches the suffix; earlier blocks continue the prefix
+            tail = suffix if final_block else suffix[:0]
+
+            def denoiser(hole: torch.Tensor, previous: torch.Tensor | None, tail: torch.Tensor = tail) -> torch.Tensor:
+                canvas = torch.cat((hole, tail.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
+                return self.backend.denoise(cache, canvas, hole.shape[1], previous)
+
+            sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
+            state: HoleState | None = None
+            for state in denoise_hole(denoiser, sampler, batch, block_slots, self.backend.device, cancel):
+                step += 1
+                texts = tuple(
+                    self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
+                )
+                last = state.done and (final_block or self._ended(state))
+                yield Refinement(step, texts, int(state.committed[0].sum()), block_slots, last)
+                if last:
+                    return
+            if state is None or not state.done:
+                return  # cancelled
+            for row in range(batch):
+                done_text[row] += state.guess[row].tolist()
+            # the next block reads this one as prefix (row 0's text; alternatives share the cache)
+            cache = self.prefix_cache.append(key, state.guess[0].tolist())
+
+    def _ended(self, state: HoleState) -> bool:
+        """A block whose fill already ended (eos or trailing pads) needs no further block."""
+        special = self.tokenizer.special
+        last_tokens = state.guess[:, -1].tolist()
+        return all(token in (special.pad, special.eos) for token in last_tokens)
+
+    def complete(self, request: InfillRequest, cancel: threading.Event | None = None) -> Refinement | None:
+        """Run a fill to its end; None if cancelled."""
+        final = None
+        for final in self.infill(request, cancel):
+            pass
+        return final if final is not None and final.done else None
+
+
+def _special_tokens(config: dict, backend: Backend, model_dir: Path) -> SpecialTokens:
+    values = config.get("special_tokens")
+    if values is None and hasattr(backend, "special_tokens"):
+        return backend.special_tokens()  # type: ignore[no-any-return]
+    if not isinstance(values, dict) or "pad" not in values or "eos" not in values:
+        raise ModelLoadError(f"{model_dir}/config.json: special_tokens needs at least pad and eos")
+    return SpecialTokens(pad=values["pad"], eos=values["eos"], bos=values.get("bos"), mask=values.get("mask"))

@@ -1,0 +1,110 @@
+"""Find and read a model directory: config.json, generation_config.json, weights, tokenizer.
+
+A model is named by a local directory or a Hugging Face id (resolved from the local cache, offline
+when HF_HUB_OFFLINE is set). Weights are read from safetensors only, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from engine.types import ModelLoadError
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """Sampler defaults; a model directory's generation_config.json overrides them."""
+
+    default_slots: int = 16  # hole slots when the caller gives no length (single line)
+    multiline_slots: int = 64
+    suffix_head_tokens: int = 64  # suffix tokens placed on the canvas after the hole
+    tokens_per_step: float = 2.0  # mask noise: slots committed per step on average
+    max_steps: int = 48
+    temperature: float = 0.0  # mask noise: 0 = greedy for the first alternative
+    # uniform noise (DiffusionGemma)
+    entropy_bound: float = 0.1
+    t_max: float = 0.8
+    t_min: float = 0.4
+    stability_threshold: int = 1
+    confidence_threshold: float = 0.005
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GenerationDefaults:
+        # a Hugging Face generation_config.json carries many keys of its own: take only ours
+        known = {f.name: f.type for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+
+def resolve_model(source: str | None) -> Path:
+    """A local directory, the shipped model (None), or a Hugging Face id found in the local cache."""
+    if source is None:
+        return SHIPPED_MODEL
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise ModelLoadError(f"{source}: not a model directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        return Path(snapshot_download(source, local_files_only=offline))
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"{source}: cannot load from the Hugging Face cache ({first_line})") from None
+
+
+def read_json(path: Path, required: bool = True) -> dict:
+    if not path.is_file():
+        if required:
+            raise ModelLoadError(f"{path.parent}: missing {path.name}")
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: unreadable ({error})") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    return value
+
+
+def safetensors_files(model_dir: Path) -> list[Path]:
+    """model.safetensors, or the shards named by model.safetensors.index.json."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map", {})
+        return [model_dir / name for name in sorted(set(weight_map.values()))]
+    single = model_dir / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise ModelLoadError(f"{model_dir}: no model.safetensors (weights are read from safetensors only)")
+
+
+def load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the checkpoint; int8 row-wise weights (NAME + NAME.scale) dequantised to float32."""
+    raw: dict[str, torch.Tensor] = {}
+    for file in safetensors_files(model_dir):
+        if not file.is_file():
+            raise ModelLoadError(f"{model_dir}: missing weight shard {file.name}")
+        try:
+            raw.update(load_file(str(file)))
+        except Exception as error:
+            raise ModelLoadError(f"{file}: unreadable safetensors ({error})") from None
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in raw.items():
+        if name.endswith(".scale"):
+            continue
+        scale = raw.get(name + ".scale")
+        if tensor.dtype == torch.int8 and scale is not None:
+            state[name] = tensor.float() * scale.float()[:, None]
+        else:
+            state[name] = tensor.float()
+    return state

@@ -1,0 +1,228 @@
+"""Denoising a hole: the loop, and the small rules it is built from.
+
+Works on token ids only. Two noise kinds, one loop:
+- `mask` (absorbing state; the shipped model): slots start as <mask>; each step commits the most
+  certain slots. Pad tokens end a fill; they may only grow from the right end of the hole, so a
+  confident pad can never cut a fill short in the middle (the collapse DESIGN.md measured).
+- `uniform` (DiffusionGemma): slots start as random tokens; each step accepts the lowest-entropy
+  samples within an entropy bound and re-randomises the rest, under a falling temperature, and
+  stops once the argmax hole is stable and confident. The previous logits are fed back
+  (self-conditioning).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from engine.model_dir import GenerationDefaults
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""hole tokens (B, S), previous logits or None -> logits (B, S, V)."""
+
+
+@dataclass(frozen=True)
+class HoleState:
+    tokens: torch.Tensor  # (B, S) what the network sees in the hole slots next step
+    committed: torch.Tensor  # (B, S) bool, slots that are fixed
+    guess: torch.Tensor  # (B, S) the current best estimate of the whole fill (shown to the user)
+    logits: torch.Tensor | None  # (B, S, V) last step's logits, for self-conditioning
+    step: int
+    done: bool
+
+
+class LinearTemperature:
+    """t_max at the first step, falling linearly to t_min at the last allowed step."""
+
+    def __init__(self, t_max: float, t_min: float, max_steps: int):
+        self.t_max, self.t_min, self.max_steps = t_max, t_min, max_steps
+
+    def __call__(self, step: int) -> float:
+        remaining = max(self.max_steps - step, 0) / self.max_steps
+        return self.t_min + (self.t_max - self.t_min) * remaining
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """(..., V) -> (...) in nats."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def right_pad_run(tokens: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B, S) -> bool (B, S): True where this slot and every slot to its right is pad."""
+    is_pad = (tokens == pad).int()
+    return is_pad.flip(-1).cumprod(-1).flip(-1).bool()
+
+
+class ConfidenceCommit:
+    """Mask noise: commit the k most confident uncommitted slots per step (k spreads the rest evenly
+    over the remaining steps). Row 0 is greedy; further rows (alternatives) sample at `temperature`."""
+
+    self_conditioning = False
+
+    def __init__(
+        self,
+        mask: int,
+        pad: int,
+        forbidden: list[int],
+        steps: int,
+        temperature: float,
+        generator: torch.Generator,
+        pad_bonus: float = 0.9,
+    ):
+        self.mask, self.pad, self.forbidden = mask, pad, forbidden
+        self.max_steps = steps
+        self.temperature = temperature
+        self.generator = generator
+        self.pad_bonus = pad_bonus  # right-end pads this certain are committed at once, beyond k
+
+    def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
+        tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
+        committed = torch.zeros(batch, slots, dtype=torch.bool, device=device)
+        return HoleState(tokens, committed, tokens, None, 0, False)
+
+    @staticmethod
+    def _forbid(logits: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+        index = torch.tensor(tokens, device=logits.device)
+        return logits.float().index_fill(-1, index, -math.inf)
+
+    def _choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits (B, S, V) -> token (B, S) and its probability (B, S)."""
+        logits = self._forbid(logits, self.forbidden)
+        probs = torch.softmax(logits, dim=-1)
+        confidence, token = probs.max(-1)
+        if logits.shape[0] > 1:  # alternatives: sample rows 1.. so they differ from the greedy row
+            temperature = self.temperature if self.temperature > 0 else 0.8
+            warm = torch.softmax(logits[1:] / temperature, dim=-1)
+            flat = warm.reshape(-1, warm.shape[-1])
+            sampled = torch.multinomial(flat, 1, generator=self.generator).view(warm.shape[:-1])
+            token[1:] = sampled
+            confidence[1:] = probs[1:].gather(-1, sampled[..., None])[..., 0]
+        return token, confidence
+
+    def update(self, state: HoleState, logits: torch.Tensor) -> HoleState:
+        token, confidence = self._choose(logits)
+        free = ~state.committed
+        guess = torch.where(state.committed, state.tokens, token)
+        pad_ok = right_pad_run(guess, self.pad)  # a pad may only extend the run at the right end
+        eligible = free & ((token != self.pad) | pad_ok)
+        last_step = state.step + 1 >= self.max_steps
+
+        score = torch.where(eligible, confidence, torch.full_like(confidence, -math.inf))
+        remaining = free.sum(-1)  # (B,)
+        steps_left = max(self.max_steps - state.step, 1)
+        k = torch.ceil(remaining.float() / steps_left).long().clamp(min=1)  # (B,)
+        ranks = score.argsort(-1, descending=True).argsort(-1)  # (B, S) rank of each slot
+        commit = (ranks < k[:, None]) & eligible
+        commit |= eligible & (token == self.pad) & (confidence >= self.pad_bonus)
+        stuck = free.any(-1) & ~commit.any(-1)  # only mid-hole pads were proposed: take text instead
+        if stuck.any():
+            text_logits = self._forbid(logits, self.forbidden + [self.pad])
+            text_conf, text_token = torch.softmax(text_logits, -1).max(-1)
+            best = torch.where(free, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
+            rows = stuck.nonzero()[:, 0]
+            token[rows, best[rows]] = text_token[rows, best[rows]]
+            commit[rows, best[rows]] = True
+        if last_step:
+            commit = free
+        tokens = torch.where(commit, token, state.tokens)
+        committed = state.committed | commit
+        guess = torch.where(committed, tokens, token)
+        return HoleState(tokens, committed, guess, None, state.step + 1, bool(committed.all()))
+
+
+class EntropyBoundAccept:
+    """Uniform noise: accept the k lowest-entropy samples such that
+    sum(entropies) - max(entropies) <= bound (they are close to independent), re-randomise the rest."""
+
+    self_conditioning = True
+
+    def __init__(self, defaults: GenerationDefaults, vocab_size: int, steps: int, generator: torch.Generator):
+        self.bound = defaults.entropy_bound
+        self.max_steps = steps
+        self.vocab_size = vocab_size
+        self.temperature = LinearTemperature(defaults.t_max, defaults.t_min, steps)
+        self.stop = StableAndConfident(defaults.stability_threshold, defaults.confidence_threshold)
+        self.generator = generator
+
+    def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        return torch.randint(0, self.vocab_size, shape, generator=self.generator, device="cpu").to(device)
+
+    def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
+        tokens = self._noise((batch, slots), device)
+        committed = torch.zeros(batch, slots, dtype=torch.bool, device=device)
+        self.stop.reset()
+        return HoleState(tokens, committed, tokens, None, 0, False)
+
+    def accept(self, token_entropy: torch.Tensor) -> torch.Tensor:
+        """(B, S) entropies -> bool (B, S) accepted."""
+        ordered, order = token_entropy.sort(-1)
+        within = ordered.cumsum(-1) - ordered <= self.bound
+        return torch.zeros_like(within).scatter(-1, order, within)
+
+    def update(self, state: HoleState, logits: torch.Tensor) -> HoleState:
+        scaled = logits.float() / self.temperature(state.step)  # (B, S, V)
+        flat = torch.softmax(scaled, -1).reshape(-1, scaled.shape[-1])
+        sampled = torch.multinomial(flat.cpu(), 1, generator=self.generator).view(scaled.shape[:-1])
+        sampled = sampled.to(logits.device)
+        token_entropy = entropy(scaled)
+        accepted = self.accept(token_entropy)
+        tokens = torch.where(accepted, sampled, self._noise(tuple(sampled.shape), logits.device))
+        guess = scaled.argmax(-1)
+        done = bool(self.stop(guess, token_entropy).all()) or state.step + 1 >= self.max_steps
+        return HoleState(tokens, accepted, guess, logits, state.step + 1, done)
+
+
+class StableAndConfident:
+    """Stop when the argmax hole has not changed for `stability` steps and mean entropy < `threshold`."""
+
+    def __init__(self, stability: int, threshold: float):
+        self.stability, self.threshold = stability, threshold
+        self.history: list[torch.Tensor] = []
+
+    def reset(self) -> None:
+        self.history = []
+
+    def __call__(self, guess: torch.Tensor, token_entropy: torch.Tensor) -> torch.Tensor:
+        stable = torch.ones(guess.shape[0], dtype=torch.bool, device=guess.device)
+        if self.stability > 0:
+            if len(self.history) < self.stability:
+                stable = torch.zeros_like(stable)
+            for earlier in self.history:
+                stable &= (earlier == guess).all(-1)
+            self.history = (self.history + [guess])[-self.stability :]
+        return stable & (token_entropy.mean(-1) < self.threshold)
+
+
+Sampler = ConfidenceCommit | EntropyBoundAccept
+
+
+def denoise_hole(
+    denoiser: Denoiser,
+    sampler: Sampler,
+    batch: int,
+    slots: int,
+    device: torch.device,
+    cancel: threading.Event | None = None,
+) -> Iterator[HoleState]:
+    """Fill `slots` hole slots; yields the state after every step.
+
+    1. Start the hole: all <mask> (mask noise) or random tokens (uniform noise).
+    2. Denoise: logits for the hole slots, given the prefix cache and the clamped suffix.
+    3. Update: the sampler fixes some slots (commit, or accept + re-randomise).
+    4. Yield; stop when the sampler is done or the caller cancels (checked between steps).
+    """
+    state = sampler.start(batch, slots, device)  # 1
+    for _ in range(sampler.max_steps):
+        if cancel is not None and cancel.is_set():
+            return
+        previous = state.logits if sampler.self_conditioning else None
+        logits = denoiser(state.tokens, previous)  # 2
+        state = sampler.update(state, logits)  # 3
+        yield state  # 4
+        if state.done:
+            return
