@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from engine.backends import Backend, load_backend
+from engine.backends import Backend, PrefixKV, load_backend
 from engine.model_dir import GenerationDefaults, read_json, resolve_model
 from engine.prefix_cache import CacheStats, PrefixCache
 from engine.sampler import ConfidenceCommit, EntropyBoundAccept, HoleState, Sampler, denoise_hole
@@ -177,7 +177,9 @@ class Engine:
             # only the last block touches the suffix; earlier blocks continue the prefix
             tail = suffix if final_block else suffix[:0]
 
-            def denoiser(hole: torch.Tensor, previous: torch.Tensor | None, tail: torch.Tensor = tail) -> torch.Tensor:
+            def denoiser(
+                hole: torch.Tensor, previous: torch.Tensor | None, tail: torch.Tensor = tail, cache: PrefixKV = cache
+            ) -> torch.Tensor:
                 canvas = torch.cat((hole, tail.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
                 return self.backend.denoise(cache, canvas, hole.shape[1], previous)
 
@@ -208,8 +210,8 @@ class Engine:
     def complete(self, request: InfillRequest, cancel: threading.Event | None = None) -> Refinement | None:
         """Run a fill to its end; None if cancelled."""
         final = None
-        for final in self.infill(request, cancel):
-            pass
+        for refinement in self.infill(request, cancel):
+            final = refinement
         return final if final is not None and final.done else None
 
 

@@ -168,9 +168,7 @@ class NativeModel(nn.Module):
         self.apply(self._init)
 
     def _init(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, nn.Embedding):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
         if isinstance(module, (Attention, SwiGLU)):
             last = module.out if isinstance(module, Attention) else module.down
