@@ -1,0 +1,1 @@
+"""Post-processing filters, one rule per module, applied in order by `syntax.postprocess`."""
