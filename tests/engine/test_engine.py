@@ -1,0 +1,181 @@
+"""Engine mechanics on a tiny random native model: streaming, caching, cancelling, layout, loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine import Engine, EngineError, InfillRequest, ModelLoadError
+from engine.engine import WINDOW_STRIDE
+
+PREFIX = "def add(a, b):\n    total = a + b\n    return "
+SUFFIX = "\n\n\nclass Stack:\n    def push(self, item):\n        self.items.append(item)\n"
+
+
+@pytest.fixture()
+def engine(tiny_model_dir: Path) -> Engine:
+    return Engine.load(tiny_model_dir, device="cpu")
+
+
+def test_every_step_yields_a_refinement_and_only_the_last_is_done(engine: Engine) -> None:
+    steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=8, steps=4)))
+    assert [r.step for r in steps] == [1, 2, 3, 4]
+    assert [r.done for r in steps] == [False, False, False, True]
+    assert steps[-1].committed == steps[-1].slots == 8
+    assert [r.committed for r in steps] == sorted(r.committed for r in steps)
+
+
+def test_prefix_cache_reuse_gives_identical_output(engine: Engine, tiny_model_dir: Path) -> None:
+    cached = Engine.load(tiny_model_dir, device="cpu")
+    warm = InfillRequest(PREFIX + "a", SUFFIX, max_tokens=8, cache_key="doc")
+    cached.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=8, cache_key="doc"))
+    with_cache = cached.complete(warm)
+    without_cache = engine.complete(InfillRequest(PREFIX + "a", SUFFIX, max_tokens=8))
+    assert with_cache is not None and without_cache is not None
+    assert with_cache.texts == without_cache.texts
+
+
+def test_one_character_edit_encodes_only_the_changed_tail(engine: Engine) -> None:
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=4, cache_key="doc"))
+    before = engine.stats.tokens_encoded
+    total = len(engine.prefix_ids(PREFIX + "x"))
+    engine.complete(InfillRequest(PREFIX + "x", SUFFIX, max_tokens=4, cache_key="doc"))
+    encoded = engine.stats.tokens_encoded - before
+    assert 1 <= encoded <= 2, f"a one-character edit re-encoded {encoded} of {total} prefix tokens"
+
+
+def test_documents_keep_separate_caches(engine: Engine) -> None:
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=4, cache_key="a"))
+    engine.complete(InfillRequest("import os\n", "", max_tokens=4, cache_key="b"))
+    before = engine.stats.tokens_encoded
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=4, cache_key="a"))
+    assert engine.stats.tokens_encoded == before
+
+
+def test_cancel_stops_between_steps(engine: Engine) -> None:
+    cancel = threading.Event()
+    seen = []
+    for refinement in engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=16, steps=8), cancel):
+        seen.append(refinement)
+        cancel.set()
+    assert len(seen) == 1 and not seen[0].done
+    assert engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=16), cancel) is None
+
+
+def test_hole_of_zero_tokens_is_empty_and_done(engine: Engine) -> None:
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=0))
+    assert final is not None and final.text == "" and final.done
+
+
+def test_negative_hole_is_a_clear_error(engine: Engine) -> None:
+    with pytest.raises(EngineError, match="max_tokens"):
+        engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=-1))
+
+
+def test_long_prefix_keeps_the_nearest_part_in_stable_strides(engine: Engine) -> None:
+    long_prefix = "x = 1\n" * 5000
+    ids = engine.prefix_ids(long_prefix)
+    assert len(ids) <= engine.info.max_prefix_tokens
+    assert ids[0] == engine.tokenizer.special.bos
+    assert engine.tokenizer.decode(ids[1:]) == long_prefix[-len(engine.tokenizer.decode(ids[1:])) :]
+    # typing a few characters does not move the window start (the cache stays valid)
+    assert engine.prefix_ids(long_prefix + "y = 2")[: len(ids) - WINDOW_STRIDE] == ids[: len(ids) - WINDOW_STRIDE]
+    assert engine.complete(InfillRequest(long_prefix, SUFFIX, max_tokens=4)) is not None
+
+
+def test_empty_document_fills(engine: Engine) -> None:
+    assert engine.complete(InfillRequest("", "", max_tokens=4)) is not None
+
+
+def test_hole_longer_than_a_canvas_is_filled_block_after_block(engine: Engine) -> None:
+    steps = list(engine.infill(InfillRequest("x", "y", max_tokens=300, steps=2)))
+    assert steps[-1].done
+    # 300 slots with a 256-token canvas: two blocks, two steps each (unless the first block already ended)
+    assert steps[-1].step in (2, 4)
+
+
+def test_alternatives_come_from_one_batched_forward(engine: Engine) -> None:
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=8, alternatives=3))
+    assert final is not None and len(final.texts) == 3
+    greedy = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=8))
+    assert greedy is not None and final.texts[0] == greedy.text
+
+
+def test_same_seed_same_fill(engine: Engine) -> None:
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=8, alternatives=2, seed=7)
+    first, second = engine.complete(request), engine.complete(request)
+    assert first is not None and second is not None and first.texts == second.texts
+
+
+def test_int8_rowwise_weights_load_close_to_float(tiny_model_dir: Path, tmp_path: Path) -> None:
+    quantized_dir = tmp_path / "int8"
+    shutil.copytree(tiny_model_dir, quantized_dir)
+    state = load_file(str(tiny_model_dir / "model.safetensors"))
+    packed: dict[str, torch.Tensor] = {}
+    for name, weight in state.items():
+        if weight.ndim == 2:
+            scale = weight.abs().amax(1).clamp(min=1e-8) / 127
+            packed[name] = torch.round(weight / scale[:, None]).to(torch.int8)
+            packed[name + ".scale"] = scale
+        else:
+            packed[name] = weight
+    save_file(packed, str(quantized_dir / "model.safetensors"))
+    exact = Engine.load(tiny_model_dir, device="cpu")
+    rough = Engine.load(quantized_dir, device="cpu")
+    for name, weight in exact.backend.model.state_dict().items():
+        other = rough.backend.model.state_dict()[name]
+        assert torch.allclose(weight, other, atol=weight.abs().max().item() / 100), name
+
+
+def test_sharded_checkpoint_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_model_dir, sharded)
+    state = load_file(str(sharded / "model.safetensors"))
+    (sharded / "model.safetensors").unlink()
+    names = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in halves.items():
+        save_file({k: state[k] for k in keys}, str(sharded / file))
+    index = {"weight_map": {k: file for file, keys in halves.items() for k in keys}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert Engine.load(sharded, device="cpu").complete(InfillRequest(PREFIX, SUFFIX, max_tokens=4)) is not None
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing_dir", "not a model directory"),
+        ("no_config", "missing config.json"),
+        ("bad_json", "unreadable"),
+        ("no_weights", "no model.safetensors"),
+        ("pickle_only", "no model.safetensors"),
+        ("bad_type", "unknown model_type"),
+    ],
+)
+def test_broken_model_directory_gives_one_line_error_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, damage: str, message: str
+) -> None:
+    broken = tmp_path / "broken"
+    if damage != "missing_dir":
+        shutil.copytree(tiny_model_dir, broken)
+    if damage == "no_config":
+        (broken / "config.json").unlink()
+    elif damage == "bad_json":
+        (broken / "config.json").write_text("{not json")
+    elif damage in ("no_weights", "pickle_only"):
+        (broken / "model.safetensors").unlink()
+        if damage == "pickle_only":
+            (broken / "pytorch_model.bin").write_bytes(b"never loaded")
+    elif damage == "bad_type":
+        config = json.loads((broken / "config.json").read_text())
+        (broken / "config.json").write_text(json.dumps({**config, "model_type": "gpt9"}))
+    with pytest.raises(ModelLoadError) as caught:
+        Engine.load(broken, device="cpu")
+    text = str(caught.value)
+    assert message in text and "broken" in text and "\n" not in text

@@ -1,0 +1,121 @@
+"""Sampler rules on hand-built logits, with the expected quantities written beside them."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.model_dir import GenerationDefaults
+from engine.sampler import (
+    ConfidenceCommit,
+    EntropyBoundAccept,
+    LinearTemperature,
+    StableAndConfident,
+    denoise_hole,
+    entropy,
+    right_pad_run,
+)
+
+PAD, MASK, V = 0, 3, 8
+
+
+def peaked(tokens: list[int], confidence: list[float]) -> torch.Tensor:
+    """Logits (1, S, V) whose softmax puts `confidence[i]` on `tokens[i]`, the rest spread evenly."""
+    rows = []
+    for token, p in zip(tokens, confidence, strict=True):
+        probs = torch.full((V,), (1 - p) / (V - 1))
+        probs[token] = p
+        rows.append(probs.log())
+    return torch.stack(rows)[None]
+
+
+def commit_sampler(steps: int) -> ConfidenceCommit:
+    return ConfidenceCommit(MASK, PAD, [MASK], steps, 0.0, torch.Generator().manual_seed(0))
+
+
+def test_right_pad_run_marks_only_the_trailing_pads() -> None:
+    tokens = torch.tensor([[5, PAD, 6, PAD, PAD]])
+    assert right_pad_run(tokens, PAD).tolist() == [[False, False, False, True, True]]
+
+
+def test_most_confident_slots_are_committed_first() -> None:
+    sampler = commit_sampler(steps=2)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.8]))
+    # 4 slots over 2 steps: 2 this step, the two most confident (slots 1 and 3)
+    assert state.committed.tolist() == [[False, True, False, True]]
+    assert state.tokens.tolist() == [[MASK, 6, MASK, 4]]
+
+
+def test_a_pad_in_the_middle_is_never_committed_ahead_of_text() -> None:
+    sampler = commit_sampler(steps=4)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    # slot 1 is very sure it is a pad, but slots 2-3 want text: that pad would cut the fill short
+    state = sampler.update(state, peaked([5, PAD, 6, 7], [0.2, 0.99, 0.3, 0.4]))
+    assert not state.committed[0, 1]
+    assert state.committed.sum() == 1
+
+
+def test_trailing_pads_are_committed_together_when_certain() -> None:
+    sampler = commit_sampler(steps=4)
+    state = sampler.start(1, 5, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, PAD, PAD, PAD], [0.5, 0.4, 0.95, 0.97, 0.99]))
+    assert state.committed[0, 2:].all(), "a certain run of pads at the right end goes in at once"
+
+
+def test_the_last_step_commits_everything() -> None:
+    sampler = commit_sampler(steps=1)
+    state = sampler.start(1, 3, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, PAD, 6], [0.2, 0.9, 0.3]))
+    assert state.done and state.committed.all()
+
+
+def test_mask_is_never_chosen() -> None:
+    sampler = commit_sampler(steps=1)
+    state = sampler.start(1, 1, torch.device("cpu"))
+    state = sampler.update(state, peaked([MASK], [0.99]))
+    assert state.tokens[0, 0] != MASK
+
+
+def test_entropy_of_uniform_and_peaked_rows() -> None:
+    uniform = torch.zeros(1, V)
+    assert math.isclose(entropy(uniform).item(), math.log(V), rel_tol=1e-5)  # ln 8 = 2.079
+    assert entropy(peaked([2], [1 - 1e-6])[0]).item() < 1e-4
+
+
+def test_entropy_bound_accepts_low_entropy_tokens_whose_sum_stays_under_the_bound() -> None:
+    sampler = EntropyBoundAccept(GenerationDefaults(entropy_bound=0.1), V, 8, torch.Generator().manual_seed(0))
+    # entropies 0.02, 0.05, 0.06, 1.5: sorted cumsum minus the current = 0, 0.02, 0.07, 0.13
+    accepted = sampler.accept(torch.tensor([[0.06, 1.5, 0.02, 0.05]]))
+    assert accepted.tolist() == [[True, False, True, True]]
+    # the lowest-entropy token is always accepted, even above the bound
+    assert sampler.accept(torch.tensor([[2.0, 3.0]])).tolist() == [[True, False]]
+
+
+def test_temperature_falls_linearly_from_t_max_to_t_min() -> None:
+    schedule = LinearTemperature(t_max=0.8, t_min=0.4, max_steps=4)
+    assert [round(schedule(step), 3) for step in range(5)] == [0.8, 0.7, 0.6, 0.5, 0.4]
+
+
+def test_stop_needs_a_stable_argmax_and_low_entropy() -> None:
+    stop = StableAndConfident(stability=1, threshold=0.005)
+    guess = torch.tensor([[1, 2]])
+    calm, busy = torch.tensor([[0.001, 0.002]]), torch.tensor([[0.5, 0.5]])
+    assert not stop(guess, calm).item(), "nothing to compare with yet"
+    assert stop(guess, calm).item()
+    assert not stop(torch.tensor([[1, 3]]), calm).item(), "argmax changed"
+    assert not stop(torch.tensor([[1, 3]]), busy).item(), "stable but unsure"
+
+
+def test_uniform_loop_feeds_back_the_previous_logits() -> None:
+    sampler = EntropyBoundAccept(GenerationDefaults(), V, 3, torch.Generator().manual_seed(0))
+    fed_back: list[torch.Tensor | None] = []
+
+    def denoiser(hole: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        fed_back.append(previous)
+        return torch.randn(hole.shape[0], hole.shape[1], V)
+
+    states = list(denoise_hole(denoiser, sampler, 1, 4, torch.device("cpu")))
+    assert fed_back[0] is None and all(p is not None for p in fed_back[1:])
+    assert states[-1].done and len(states) == 3
