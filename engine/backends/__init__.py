@@ -47,14 +47,14 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(model_dir: Path, device: torch.device, model_type: str) -> Backend:
-    """Pick the backend from config.json's model_type."""
+def load_backend(source: str | Path, device: torch.device, model_type: str) -> Backend:
+    """Pick the backend from config.json's model_type; `source` is a model directory or a Hugging Face id."""
     if model_type == "dgem_native":
         from engine.backends.native import NativeBackend
 
-        return NativeBackend.load(model_dir, device)
+        return NativeBackend.load(Path(source), device)
     if model_type == "diffusion_gemma":
         from engine.backends.diffusion_gemma import DiffusionGemmaBackend
 
-        return DiffusionGemmaBackend.load(model_dir, device)
-    raise ModelLoadError(f"{model_dir}: unknown model_type {model_type!r} in config.json")
+        return DiffusionGemmaBackend.load(str(source), device)
+    raise ModelLoadError(f"{source}: unknown model_type {model_type!r} in config.json")

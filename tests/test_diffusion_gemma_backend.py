@@ -1,0 +1,207 @@
+"""The diffusion_gemma backend against transformers' own DiffusionGemma, on a tiny random model (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from engine.backends import load_backend
+from engine.backends.diffusion_gemma import (
+    DiffusionGemmaBackend,
+    DiffusionGemmaKV,
+    write_tiny_diffusion_gemma,
+)
+from engine.types import ModelLoadError
+
+WINDOW = 8  # the tiny model's sliding window: prefixes longer than this exercise the window mask
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_diffusion_gemma(tmp_path_factory.mktemp("tiny_dgem"))
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir: Path) -> DiffusionGemmaBackend:
+    return DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"))
+
+
+def tokens(count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(3, 300, (count,), generator=generator)  # (count,), no special ids
+
+
+def encoded(backend: DiffusionGemmaBackend, *pieces: torch.Tensor) -> DiffusionGemmaKV:
+    cache = backend.new_cache()
+    for piece in pieces:
+        backend.extend(cache, piece, cache.length)
+    return cache
+
+
+def reference_logits(
+    backend: DiffusionGemmaBackend,
+    prefix: torch.Tensor,
+    canvas: torch.Tensor,
+    hole: int,
+    self_condition: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """transformers' public forward over prefix + canvas (its own cache and masks), cut to the hole slots.
+
+    Self-conditioning over the whole canvas: the given hole logits, then for each suffix slot a
+    distribution certain of its own token (the backend's documented choice for clamped slots).
+    """
+    B, C = canvas.shape
+    full = None
+    if self_condition is not None:
+        certain = torch.full((B, C - hole, backend.vocab_size), float("-inf"))  # (B, C - hole, V)
+        certain.scatter_(-1, canvas[:, hole:, None], 0.0)
+        full = torch.cat((self_condition, certain), dim=1)  # (B, C, V)
+    with torch.no_grad():
+        out = backend.model(
+            input_ids=prefix[None].expand(B, -1),
+            decoder_input_ids=canvas,
+            self_conditioning_logits=full,
+        )
+    return out.logits[:, :hole]  # (B, hole, V), soft-capped by the model
+
+
+@pytest.mark.parametrize("prefix_len", [5, 23])  # inside and beyond the sliding window
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_denoise_matches_transformers_forward(
+    backend: DiffusionGemmaBackend, prefix_len: int, batch: int, conditioned: bool
+) -> None:
+    prefix = tokens(prefix_len, seed=1)
+    canvas = torch.stack([tokens(12, seed=10 + row) for row in range(batch)])  # (B, 12)
+    hole = 5
+    self_condition = torch.randn(batch, hole, backend.vocab_size) * 3 if conditioned else None
+    cache = encoded(backend, prefix)
+    ours = backend.denoise(cache, canvas, hole, self_condition)
+    theirs = reference_logits(backend, prefix, canvas, hole, self_condition)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_extend_in_two_pieces_equals_one_piece(backend: DiffusionGemmaBackend) -> None:
+    prefix = tokens(21, seed=2)
+    whole = encoded(backend, prefix)
+    pieces = encoded(backend, prefix[:13], prefix[13:])
+    assert whole.length == pieces.length == 21
+    for a, b in zip(whole.kv.layers, pieces.kv.layers, strict=True):
+        torch.testing.assert_close(a.keys, b.keys)
+        torch.testing.assert_close(a.values, b.values)
+    canvas = tokens(10, seed=3)[None]
+    torch.testing.assert_close(backend.denoise(whole, canvas, 4), backend.denoise(pieces, canvas, 4))
+
+
+@pytest.mark.parametrize("keep", [0, 4, 15])  # empty, inside the window, beyond the window
+def test_truncate_then_extend_equals_fresh_cache(backend: DiffusionGemmaBackend, keep: int) -> None:
+    old, new = tokens(24, seed=4), tokens(9, seed=5)
+    edited = encoded(backend, old)
+    edited.truncate(keep)
+    assert edited.length == keep
+    backend.extend(edited, new, keep)
+    fresh = encoded(backend, torch.cat((old[:keep], new)))
+    assert edited.length == fresh.length == keep + 9
+    canvas = tokens(10, seed=6)[None]
+    torch.testing.assert_close(backend.denoise(edited, canvas, 6), backend.denoise(fresh, canvas, 6))
+
+
+def test_batched_denoise_follows_cache_edits(backend: DiffusionGemmaBackend) -> None:
+    """The batched copy of the prefix made for B > 1 is rebuilt after extend and truncate."""
+    canvas = torch.stack([tokens(10, seed=20), tokens(10, seed=21)])  # (2, 10)
+    prefix = tokens(18, seed=7)
+    cache = encoded(backend, prefix[:10])
+    backend.denoise(cache, canvas, 4)
+    backend.extend(cache, prefix[10:], 10)
+    torch.testing.assert_close(
+        backend.denoise(cache, canvas, 4), reference_logits(backend, prefix, canvas, 4)
+    )
+    cache.truncate(6)
+    backend.extend(cache, prefix[6:9], 6)
+    torch.testing.assert_close(
+        backend.denoise(cache, canvas, 4), reference_logits(backend, prefix[:9], canvas, 4)
+    )
+
+
+def test_self_condition_changes_the_logits(backend: DiffusionGemmaBackend) -> None:
+    cache = encoded(backend, tokens(12, seed=8))
+    canvas = tokens(10, seed=9)[None]
+    first = backend.denoise(cache, canvas, 4)
+    sharp = backend.denoise(cache, canvas, 4, first * 10)
+    other = backend.denoise(cache, canvas, 4, torch.randn_like(first) * 10)
+    assert (first - sharp).abs().max() > 1e-3
+    assert (sharp - other).abs().max() > 1e-3
+
+
+def test_lm_head_runs_on_hole_slots_only(backend: DiffusionGemmaBackend) -> None:
+    seen: list[torch.Size] = []
+    hook = backend.model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    try:
+        logits = backend.denoise(encoded(backend, tokens(7, seed=11)), torch.randint(3, 300, (2, 20)), 3)
+    finally:
+        hook.remove()
+    assert logits.shape == (2, 3, backend.vocab_size)
+    assert seen == [torch.Size([2, 3, backend.model.config.text_config.hidden_size])]
+
+
+def test_denoise_with_an_empty_prefix(backend: DiffusionGemmaBackend) -> None:
+    canvas = tokens(10, seed=12)[None]
+    single = backend.denoise(backend.new_cache(), canvas, 4)
+    batched = backend.denoise(backend.new_cache(), canvas.expand(2, -1), 4)
+    assert single.shape == (1, 4, backend.vocab_size) and torch.isfinite(single).all()
+    torch.testing.assert_close(batched, single.expand(2, -1, -1))
+
+
+def test_checkpoint_defaults_reach_the_sampler(backend: DiffusionGemmaBackend) -> None:
+    special = backend.special_tokens()
+    assert (special.pad, special.eos, special.bos, special.mask) == (0, 1, 2, None)
+    defaults = backend.generation_defaults()
+    assert defaults == {
+        "max_steps": 16,  # written by write_tiny_diffusion_gemma; transformers' default is 48
+        "entropy_bound": 0.1,
+        "t_min": 0.4,
+        "t_max": 0.8,
+        "stability_threshold": 1,
+        "confidence_threshold": 0.005,
+        "canvas_length": 32,
+    }
+    assert backend.noise == "uniform"
+
+
+def test_tiny_model_directory_is_a_diffusion_gemma_checkpoint(model_dir: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "diffusion_gemma"
+    assert config["text_config"]["num_experts"] == 4
+    assert (model_dir / "model.safetensors").is_file()
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    assert tokenizer.get_vocab_size() <= config["text_config"]["vocab_size"]
+    assert [tokenizer.token_to_id(name) for name in ("<pad>", "<eos>", "<bos>")] == [0, 1, 2]
+    text = "def f(x):\n    return x\n"
+    assert tokenizer.decode(tokenizer.encode(text).ids) == text
+
+
+def test_load_backend_picks_diffusion_gemma(model_dir: Path) -> None:
+    backend = load_backend(str(model_dir), torch.device("cpu"), "diffusion_gemma")
+    assert isinstance(backend, DiffusionGemmaBackend)
+
+
+def test_missing_model_directory_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(ModelLoadError, match=str(missing)) as error:
+        DiffusionGemmaBackend.load(str(missing), torch.device("cpu"))
+    assert "\n" not in str(error.value)
+
+
+def test_uncached_hub_id_offline_is_a_one_line_model_load_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to find, nothing fetched
+    with pytest.raises(ModelLoadError, match="dgem-infill-tests/no-such-model") as error:
+        DiffusionGemmaBackend.load("dgem-infill-tests/no-such-model", torch.device("cpu"))
+    assert "\n" not in str(error.value)
