@@ -133,7 +133,9 @@ class Engine:
     def make_sampler(self, slots: int, steps: int | None, seed: int) -> Sampler:
         generator = torch.Generator().manual_seed(seed)
         if self.backend.noise == "uniform":
-            return EntropyBoundAccept(self.defaults, self.backend.vocab_size, steps or self.defaults.max_steps, generator)
+            # noise only from ids the tokenizer knows (the checkpoint's table can be larger, e.g. image ids)
+            noise_vocab = min(self.backend.vocab_size, self.tokenizer.vocab_size)
+            return EntropyBoundAccept(self.defaults, noise_vocab, steps or self.defaults.max_steps, generator)
         special = self.tokenizer.special
         if special.mask is None:
             raise ModelLoadError(f"{self.info.source}: mask noise needs a mask token in config.json")

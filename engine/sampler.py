@@ -174,7 +174,8 @@ class EntropyBoundAccept:
         tokens = torch.where(accepted, sampled, self._noise(tuple(sampled.shape), logits.device))
         guess = scaled.argmax(-1)
         done = bool(self.stop(guess, token_entropy).all()) or state.step + 1 >= self.max_steps
-        return HoleState(tokens, accepted, guess, logits, state.step + 1, done)
+        # self-conditioning reads the tempered logits, as DiffusionGemma's own generate() feeds back
+        return HoleState(tokens, accepted, guess, scaled, state.step + 1, done)
 
 
 class StableAndConfident:

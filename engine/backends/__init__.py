@@ -29,6 +29,7 @@ class Backend(Protocol):
     noise: str  # "mask" (absorbing) or "uniform" (DiffusionGemma)
     vocab_size: int
     device: torch.device
+    model: torch.nn.Module
 
     def new_cache(self) -> PrefixKV: ...
 

@@ -1,0 +1,99 @@
+"""InfillService on a tiny random model: streaming, superseding, cancelling, typed-through lookups."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from infill_server.config import ServiceConfig
+from infill_server.service import InfillJob, InfillService, ModelLoadError, ServiceError, Update
+
+PREFIX = "def area(width, height):\n    return "
+SUFFIX = "\n\nprint(area(2, 3))\n"
+
+
+@pytest.fixture()
+async def service(tiny_model_dir: Path):
+    service = InfillService(ServiceConfig(model=str(tiny_model_dir), device="cpu"))
+    await service.load()
+    yield service
+    service.close()
+
+
+async def test_load_reports_progress_on_the_event_loop(tiny_model_dir: Path) -> None:
+    service = InfillService(ServiceConfig(model=str(tiny_model_dir), device="cpu"))
+    seen: list[tuple[str, float]] = []
+    await service.load(lambda message, fraction: seen.append((message, fraction)))
+    assert service.state == "ready"
+    assert seen[0][1] == 0.0 and seen[-1] == ("ready", 1.0)
+    service.close()
+
+
+async def test_a_missing_model_fails_to_load_and_the_service_says_why(tmp_path: Path) -> None:
+    service = InfillService(ServiceConfig(model=str(tmp_path / "nowhere"), device="cpu"))
+    with pytest.raises(ModelLoadError, match="nowhere"):
+        await service.load()
+    assert service.state == "error"
+    with pytest.raises(ServiceError, match="nowhere"):
+        await service.infill(InfillJob("doc", PREFIX, SUFFIX))
+    service.close()
+
+
+async def test_updates_stream_one_per_step_and_the_result_equals_the_last(service: InfillService) -> None:
+    updates: list[Update] = []
+    result = await service.infill(InfillJob("doc", PREFIX, SUFFIX, language="python", steps=4), updates.append)
+    await asyncio.sleep(0)  # let the last call_soon_threadsafe callback run
+    assert [u.step for u in updates] == list(range(1, len(updates) + 1))
+    assert updates[-1].done and updates[-1].text == result.text
+    assert result.steps == updates[-1].step and result.ms > 0
+
+
+async def test_single_line_mode_never_returns_a_newline(service: InfillService) -> None:
+    result = await service.infill(InfillJob("doc", "x = compute(", ")\n", language="python", max_tokens=24))
+    assert "\n" not in result.text
+
+
+async def test_a_newer_job_for_the_same_document_supersedes_the_older(service: InfillService) -> None:
+    slow = asyncio.create_task(service.infill(InfillJob("doc", PREFIX, SUFFIX, max_tokens=64, steps=64)))
+    await asyncio.sleep(0.05)
+    fresh = asyncio.create_task(service.infill(InfillJob("doc", PREFIX + "w", SUFFIX, max_tokens=4)))
+    results = await asyncio.gather(slow, fresh, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert not isinstance(results[1], BaseException)
+
+
+async def test_other_documents_are_not_superseded(service: InfillService) -> None:
+    first = service.infill(InfillJob("a", PREFIX, SUFFIX, max_tokens=8))
+    second = service.infill(InfillJob("b", PREFIX, SUFFIX, max_tokens=8))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert not any(isinstance(r, BaseException) for r in results)
+
+
+async def test_cancelling_the_task_stops_denoising_within_a_step(service: InfillService) -> None:
+    updates: list[Update] = []
+    task = asyncio.create_task(service.infill(InfillJob("doc", PREFIX, SUFFIX, max_tokens=64, steps=64), updates.append))
+    while not updates:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the worker is free again at once: a new job runs to the end
+    await service.infill(InfillJob("other", PREFIX, SUFFIX, max_tokens=2))
+    assert len(updates) < 64
+
+
+async def test_typing_the_shown_suggestion_keeps_the_rest_without_a_model_call(service: InfillService) -> None:
+    result = await service.infill(InfillJob("doc", PREFIX, SUFFIX, max_tokens=8))
+    if len(result.text) < 2:
+        pytest.skip("the random model produced a fill too short to type through")
+    typed = result.text[:1]
+    assert service.lookup("doc", PREFIX + typed, SUFFIX) == result.text[1:]
+    assert service.lookup("doc", PREFIX + "\x00", SUFFIX) is None
+    assert service.lookup("doc", PREFIX + typed, SUFFIX + "changed") is None
+
+
+async def test_alternatives_are_distinct(service: InfillService) -> None:
+    result = await service.infill(InfillJob("doc", PREFIX, SUFFIX, max_tokens=8, alternatives=3))
+    assert 1 <= len(result.texts) <= 3 and len(set(result.texts)) == len(result.texts)
