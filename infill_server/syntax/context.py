@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .languages import COMMENT_TYPES, STRING_TYPES
 from .lexer import scan
-from .text import CLOSERS, OPENERS, WINDOW_CHARS, closers_only, detect_style, leading_ws, width
+from .text import CLOSERS, OPENERS, STYLE_SAMPLE, WINDOW_CHARS, closers_only, detect_style, leading_ws, width
 from .window import ParsedWindow, parse_around, window_bounds
 
 
@@ -149,7 +149,7 @@ def analyze(text: str, offset: int, language: str | None) -> Context:
     else:
         reason = Reason.END_OF_LINE
 
-    style = detect_style(text[lo : min(len(text), offset + WINDOW_CHARS)], language)
+    style = detect_style(text[max(lo, offset - STYLE_SAMPLE) : offset + STYLE_SAMPLE], language)
     if reason is Reason.AFTER_BLOCK_OPENER:
         indent = leading_ws(before) + style.one_level
     elif not (before + after).strip() and not before:

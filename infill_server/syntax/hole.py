@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .context import Context
-from .text import WINDOW_CHARS, IndentStyle, detect_style, line_after, line_before
+from .text import STYLE_SAMPLE, WINDOW_CHARS, IndentStyle, detect_style, line_after, line_before
 from .window import window_bounds
 
 
@@ -24,7 +24,7 @@ class Hole:
         # Filters scan the prefix and suffix; windows keep that independent of the document's size.
         prefix = prefix[window_bounds(prefix, len(prefix), before=WINDOW_CHARS, after=0)[0] :]
         suffix = suffix[:WINDOW_CHARS]
-        style = detect_style(prefix[-WINDOW_CHARS // 2 :] + suffix[: WINDOW_CHARS // 2], context.language)
+        style = detect_style(prefix[-STYLE_SAMPLE:] + suffix[:STYLE_SAMPLE], context.language)
         return cls(prefix, suffix, context, line_before(prefix), line_after(suffix), style)
 
 

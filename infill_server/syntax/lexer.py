@@ -81,15 +81,19 @@ def _skip(text: str, m: re.Match[str], language: str | None) -> int:
     return _string_end(text, m.end(), tok, multiline, escapes)
 
 
-def scan(text: str, language: str | None, start: int = 0) -> Scan:
+def scan(text: str, language: str | None, start: int = 0, max_stray: int | None = None) -> Scan:
     """Brackets of text[start:], outside strings and comments.
 
     Line facts (indent, starts_line) are read from the whole text, so a caller can pass the cursor's
-    line before `start` to give the first scanned line its true indentation.
+    line before `start` to give the first scanned line its true indentation. With max_stray, the scan
+    stops after that many stray closers (a suffix is only read up to what closes the prefix).
     """
     result = Scan()
+    if max_stray == 0:
+        return result
     token = _TOKEN.get(language, _TOKEN[None])
     pos = start
+    line_indent: dict[int, int] = {}  # line start -> indentation width, computed once a line
     while (m := token.search(text, pos)) is not None:
         ch = m.group()
         if ch not in OPENERS and ch not in CLOSERS:
@@ -100,8 +104,10 @@ def scan(text: str, language: str | None, start: int = 0) -> Scan:
             continue
         pos = m.end()
         line_start = text.rfind("\n", 0, m.start()) + 1
-        ws = leading_ws(text[line_start : m.start()])
-        bracket = Bracket(ch, m.start(), width(ws), line_start + len(ws) == m.start())
+        if line_start not in line_indent:
+            line_indent[line_start] = width(leading_ws(text[line_start : m.start()]))
+        starts_line = not text[line_start : m.start()].strip()
+        bracket = Bracket(ch, m.start(), line_indent[line_start], starts_line)
         result.events.append(bracket)
         if ch in OPENERS:
             result.open.append(bracket)
@@ -114,4 +120,6 @@ def scan(text: str, language: str | None, start: int = 0) -> Scan:
         else:
             if not result.open:
                 result.stray.append(bracket)
+                if max_stray is not None and len(result.stray) >= max_stray:
+                    break
     return result

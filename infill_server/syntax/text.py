@@ -12,6 +12,7 @@ MATCHING = {")": "(", "]": "[", "}": "{"}
 TAB_WIDTH = 4
 # How far from the cursor the line-based heuristics look; keeps every request O(window), not O(document).
 WINDOW_CHARS = 32_000
+STYLE_SAMPLE = 6_000  # characters either side of the cursor that decide tabs vs spaces and the unit
 
 
 def line_before(prefix: str) -> str:

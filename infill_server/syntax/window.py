@@ -13,9 +13,9 @@ import tree_sitter
 
 from .languages import parser_for
 
-LARGE_DOCUMENT = 200_000  # characters; smaller documents are parsed whole
-WINDOW_BEFORE = 48_000
-WINDOW_AFTER = 16_000
+LARGE_DOCUMENT = 64_000  # characters; smaller documents are parsed whole
+WINDOW_BEFORE = 32_000
+WINDOW_AFTER = 8_000
 
 
 @dataclass(frozen=True)
