@@ -1,0 +1,102 @@
+"""The standard path: capabilities, inline completion items and their ranges, streamed refinements."""
+
+from __future__ import annotations
+
+import pytest
+from lsp_harness import initialize_params, inline_completion, open_document
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SOURCE = "def add(a, b):\n    return \n\nprint(add(1, 2))\n"
+
+
+async def test_initialize_advertises_inline_completion_incremental_sync_and_encoding(
+    fresh_client: LanguageClient, tiny_model
+):
+    result = await fresh_client.initialize_session(
+        initialize_params("visual-studio-code", {"model": str(tiny_model)})
+    )
+    capabilities = result.capabilities
+    assert capabilities.inline_completion_provider is not None
+    sync = capabilities.text_document_sync
+    assert sync.change == types.TextDocumentSyncKind.Incremental
+    assert capabilities.position_encoding == types.PositionEncodingKind.Utf16
+
+
+async def test_utf8_is_chosen_when_the_client_offers_it_even_second(fresh_client: LanguageClient, tiny_model):
+    params = initialize_params("visual-studio-code", {"model": str(tiny_model)})
+    params.capabilities.general = types.GeneralClientCapabilities(
+        position_encodings=[types.PositionEncodingKind.Utf32, types.PositionEncodingKind.Utf8]
+    )
+    result = await fresh_client.initialize_session(params)
+    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+
+
+async def test_utf16_is_chosen_when_the_client_offers_only_utf32_and_utf16(
+    fresh_client: LanguageClient, tiny_model
+):
+    params = initialize_params("visual-studio-code", {"model": str(tiny_model)})
+    params.capabilities.general = types.GeneralClientCapabilities(
+        position_encodings=[types.PositionEncodingKind.Utf32, types.PositionEncodingKind.Utf16]
+    )
+    result = await fresh_client.initialize_session(params)
+    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf16
+
+
+async def test_completion_item_range_is_the_cursor_and_text_is_the_fill(client: LanguageClient, uri: str):
+    open_document(client, uri, SOURCE)
+    result = await inline_completion(client, uri, 1, 11)
+    for item in result.items:
+        assert item.range == types.Range(start=types.Position(1, 11), end=types.Position(1, 11))
+        assert isinstance(item.insert_text, str) and item.insert_text
+
+
+async def test_invoked_returns_at_most_three_alternatives_and_automatic_one(client: LanguageClient, uri: str):
+    open_document(client, uri, SOURCE)
+    invoked = await inline_completion(client, uri, 1, 11, types.InlineCompletionTriggerKind.Invoked)
+    automatic = await inline_completion(client, uri, 1, 11, types.InlineCompletionTriggerKind.Automatic)
+    assert 1 <= len(invoked.items) <= 3
+    assert len(automatic.items) == 1
+
+
+async def test_refinements_stream_per_step_and_the_last_equals_the_response(client: LanguageClient, uri: str):
+    open_document(client, uri, SOURCE, version=7)
+    result = await inline_completion(client, uri, 1, 11)
+    mine = [r for r in client.refinements if r.uri == uri]
+    assert len(mine) >= 2, "expected one notification per denoising step plus the final one"
+    request_ids = {r.requestId for r in mine}
+    assert len(request_ids) == 1 and None not in request_ids
+    assert [r.done for r in mine] == [False] * (len(mine) - 1) + [True]
+    assert [r.step for r in mine] == sorted(r.step for r in mine)
+    assert all(r.version == 7 for r in mine)
+    assert mine[-1].text == result.items[0].insert_text
+    cursor = {"line": 1, "character": 11}
+    assert all(
+        (r.range.start.line, r.range.start.character, r.range.end.line, r.range.end.character)
+        == (cursor["line"], cursor["character"], cursor["line"], cursor["character"])
+        for r in mine
+    )
+
+
+async def test_incremental_edits_move_the_completion_to_the_edited_text(client: LanguageClient, uri: str):
+    open_document(client, uri, SOURCE)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(1, 11), end=types.Position(1, 11)), text="a + "
+                )
+            ],
+        )
+    )
+    result = await inline_completion(client, uri, 1, 15)
+    assert all(item.range.start == types.Position(1, 15) for item in result.items)
+    assert [r for r in client.refinements if r.uri == uri][-1].version == 2
+
+
+async def test_unopened_document_gets_an_empty_answer(client: LanguageClient, uri: str):
+    result = await inline_completion(client, uri, 0, 0)
+    assert list(result.items) == []
