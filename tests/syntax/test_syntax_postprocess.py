@@ -13,9 +13,9 @@ def _ghost(document: str, model: str, language: str | None) -> str:
     return postprocess(model, text[:offset], text[offset:], analyze(text, offset, language))
 
 
-def test_filters_run_indentation_then_scope_then_overlap_then_brackets() -> None:
+def test_filters_run_indentation_scope_overlap_brackets_then_auto_pair_layout() -> None:
     names = [keep.__module__.rsplit(".", 1)[-1] for keep in FILTERS]
-    assert names == ["indentation", "scope", "suffix_overlap", "brackets"]
+    assert names == ["indentation", "scope", "suffix_overlap", "brackets", "auto_pair"]
 
 
 @pytest.mark.parametrize("model", ["", "   ", "\n\n", "\n    \n"])
