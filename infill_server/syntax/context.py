@@ -79,7 +79,11 @@ def _tree_facts(window: ParsedWindow, language: str) -> tuple[bool, _Enclosure |
     in_text = any(
         (n.type in strings and n.start_byte < b < n.end_byte)
         # A line comment runs to the line end, so its end is still inside; `*/` is not.
-        or (n.type in COMMENT_TYPES and n.start_byte < b <= n.end_byte and not (b == n.end_byte and n.text.endswith(b"*/")))
+        or (
+            n.type in COMMENT_TYPES
+            and n.start_byte < b <= n.end_byte
+            and not (b == n.end_byte and n.text.endswith(b"*/"))
+        )
         for n in chain
     )
     for n in chain:
@@ -105,7 +109,9 @@ def _opens_block(line: str, language: str | None, inside_brackets: bool) -> bool
     return language in ("python", None) and code.endswith(":") and not inside_brackets
 
 
-def _neighbour_indent(prefix_lines: list[str], suffix_lines: list[str], language: str | None, unit: str) -> str:
+def _neighbour_indent(
+    prefix_lines: list[str], suffix_lines: list[str], language: str | None, unit: str
+) -> str:
     """Indentation for a blank line where nothing is typed yet, read from the lines around it."""
     prev = next((line for line in reversed(prefix_lines) if line.strip()), None)
     following = next((line for line in suffix_lines if line.strip()), None)

@@ -35,7 +35,9 @@ def _top_level_line(text: str, lo: int, hi: int) -> int | None:
     return None
 
 
-def window_bounds(text: str, offset: int, before: int = WINDOW_BEFORE, after: int = WINDOW_AFTER) -> tuple[int, int]:
+def window_bounds(
+    text: str, offset: int, before: int = WINDOW_BEFORE, after: int = WINDOW_AFTER
+) -> tuple[int, int]:
     """Character range [start, end) of whole lines around offset, starting at a top-level line if one is near."""
     if len(text) <= before + after:
         return 0, len(text)

@@ -39,9 +39,13 @@ class GoldenCase:
 def _case(filter_name: str, section: str) -> GoldenCase:
     title, _, body = section.partition("\n")
     fences = _FENCE.findall(body)
-    assert len(fences) == 2 and fences[0][0] == "model", f"{filter_name}: {title!r} needs a model fence then a document fence"
+    assert len(fences) == 2 and fences[0][0] == "model", (
+        f"{filter_name}: {title!r} needs a model fence then a document fence"
+    )
     (_, model), (language, marked) = fences
-    assert marked.count(CURSOR) == 1 and marked.count(GHOST_END) == 1, f"{title!r}: mark the hole once with ├…┤"
+    assert marked.count(CURSOR) == 1 and marked.count(GHOST_END) == 1, (
+        f"{title!r}: mark the hole once with ├…┤"
+    )
     start, end = marked.index(CURSOR), marked.index(GHOST_END)
     return GoldenCase(
         filter=filter_name,

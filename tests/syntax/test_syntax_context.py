@@ -21,7 +21,7 @@ CASES: list[tuple[str | None, str, Reason]] = [
     ("python", "x = foo(\n    a,\n    █\n)\n", R.INSIDE_BRACKETS),
     ("python", "def f(x):\n    y = foo(a, █\n", R.INSIDE_BRACKETS),
     ("python", "x = 'abc█\n", R.STRING_OR_COMMENT),
-    ('python', 'def f():\n    """Docs █\n    """\n', R.STRING_OR_COMMENT),
+    ("python", 'def f():\n    """Docs █\n    """\n', R.STRING_OR_COMMENT),
     ("python", "x = 1  # hi█\n", R.STRING_OR_COMMENT),
     ("python", "x = a█ + b\n", R.TEXT_AFTER_CURSOR),
     ("python", "    return x█\n", R.END_OF_LINE),
@@ -62,7 +62,7 @@ CASES: list[tuple[str | None, str, Reason]] = [
     ("rust", "fn f() {\n    match x {\n        Some(v) =>█\n    }\n}", R.AFTER_BLOCK_OPENER),
     ("rust", "fn f() {\n    █\n}\n", R.BLANK_LINE_IN_BLOCK),
     ("rust", "fn f() {\n    let v = vec![1, █];\n}\n", R.INSIDE_BRACKETS),
-    ("rust", "fn f() {\n    let s = \"ab█\";\n}\n", R.STRING_OR_COMMENT),
+    ("rust", 'fn f() {\n    let s = "ab█";\n}\n', R.STRING_OR_COMMENT),
     ("rust", "fn f<'a>(x: &'a str) {\n    let c = 'x';█\n}", R.END_OF_LINE),
     ("rust", "fn f() {\n    let y = x█ * 2;\n}\n", R.TEXT_AFTER_CURSOR),
     # no language: the same rules from the text alone

@@ -19,7 +19,10 @@ from ..text import MATCHING, OPENERS
 def _closed_by_suffix(open_before: list[Bracket], hole: Hole) -> set[int]:
     """Indices into open_before of the brackets that the suffix closes."""
     after = scan(
-        hole.line_before + hole.suffix, hole.context.language, start=len(hole.line_before), max_stray=len(open_before)
+        hole.line_before + hole.suffix,
+        hole.context.language,
+        start=len(hole.line_before),
+        max_stray=len(open_before),
     )
     closed: set[int] = set()
     j = len(open_before) - 1
