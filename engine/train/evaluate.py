@@ -1,0 +1,259 @@
+"""Held-out infilling evaluation: cut holes in files the model never trained on, fill them, score them.
+
+Two steps, because the held-out files live where the corpus is built:
+- `cut` (where the corpus is): from the corpus's eval.jsonl, cut single-line, multi-line (2-8 lines)
+  and random-span holes, deterministically, into a small holes.jsonl.xz that travels back.
+- `run` (anywhere): fill every hole with a model, for true length (slots = tokens of the real middle)
+  and unknown length (slots sized from the syntax at the cursor, output post-processed as users see
+  it), at several step budgets; report exact match, edit similarity, Python files that still parse,
+  and the CPU time per fill.
+
+Usage:
+    python -m engine.train.evaluate cut --corpus CORPUS_DIR --out engine/train/eval_holes.jsonl.xz
+    python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--tokens-per-step 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import lzma
+import random
+import statistics
+import sys
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HOLES_FILE = Path(__file__).resolve().parent / "eval_holes.jsonl.xz"
+LANGUAGES = ("python", "javascript", "typescript")
+KINDS = ("single_line", "multi_line", "random_span")
+
+
+@dataclass(frozen=True)
+class Hole:
+    id: str
+    language: str
+    kind: str
+    prefix: str
+    middle: str
+    suffix: str
+
+
+# ---- cutting holes ------------------------------------------------------------------------------
+
+
+def _code_lines(lines: list[str]) -> list[int]:
+    """Lines worth completing: some real content, not a comment-only line."""
+    keep = []
+    for index, line in enumerate(lines):
+        body = line.strip()
+        if len(body) >= 6 and not body.startswith(("#", "//", "/*", "*")):
+            keep.append(index)
+    return keep
+
+
+def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
+    """One hole of each kind from a file, chosen by a generator seeded with the file's content."""
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    candidates = _code_lines(lines)
+    if len(candidates) < 10:
+        return
+    # single line: the cursor somewhere in the first half of a line's content, the rest of the line is the hole
+    index = rng.choice(candidates)
+    line = lines[index]
+    indent = len(line) - len(line.lstrip())
+    column = rng.randint(indent, indent + (len(line) - indent) // 2)
+    begin, end = starts[index] + column, starts[index] + len(line)
+    yield Hole(f"{path}#single", language, "single_line", text[:begin], text[begin:end], text[end:])
+    # multi line: 2-8 whole lines from the start of a line's content
+    first = rng.choice(candidates)
+    count = rng.randint(2, 8)
+    last = min(first + count - 1, len(lines) - 1)
+    if last > first:
+        begin = starts[first] + len(lines[first]) - len(lines[first].lstrip())
+        end = starts[last] + len(lines[last])
+        yield Hole(f"{path}#multi", language, "multi_line", text[:begin], text[begin:end], text[end:])
+    # random span: any 1-120 characters
+    begin = rng.randrange(len(text) - 1)
+    end = min(len(text), begin + rng.randint(1, 120))
+    yield Hole(f"{path}#span", language, "random_span", text[:begin], text[begin:end], text[end:])
+
+
+def cut(corpus: Path, out: Path, per_language: int) -> None:
+    by_language: dict[str, list[Hole]] = defaultdict(list)
+    with open(corpus / "eval.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    rows.sort(key=lambda row: hashlib.sha256(row["path"].encode()).hexdigest())  # a fixed, unbiased order
+    for row in rows:
+        language = row.get("lang")
+        if language not in LANGUAGES or len(by_language[language]) >= per_language * len(KINDS):
+            continue
+        if len(row["text"]) > 200_000:
+            continue
+        by_language[language].extend(cut_holes(row["path"], language, row["text"]))
+    with lzma.open(out, "wt", encoding="utf-8") as sink:
+        for holes in by_language.values():
+            for hole in holes:
+                sink.write(json.dumps(hole.__dict__) + "\n")
+    print(json.dumps({language: len(holes) for language, holes in by_language.items()}))
+
+
+def load_holes(path: Path) -> list[Hole]:
+    with lzma.open(path, "rt", encoding="utf-8") as handle:
+        return [Hole(**json.loads(line)) for line in handle]
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein distance / longer length (1.0 for two empty strings)."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
+
+
+def parses(source: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+@dataclass
+class Score:
+    exact: float
+    similarity: float
+    parses: float | None  # python only, over holes whose original file parses here
+    ms_p50: float
+    count: int
+
+
+def score(rows: list[tuple[Hole, str, float]]) -> Score:
+    exact = [fill.strip() == hole.middle.strip() for hole, fill, _ in rows]
+    similarity = [edit_similarity(fill.strip(), hole.middle.strip()) for hole, fill, _ in rows]
+    parse_rows = [
+        parses(hole.prefix + fill + hole.suffix)
+        for hole, fill, _ in rows
+        if hole.language == "python" and parses(hole.prefix + hole.middle + hole.suffix)
+    ]
+    return Score(
+        exact=statistics.fmean(exact) if exact else 0.0,
+        similarity=statistics.fmean(similarity) if similarity else 0.0,
+        parses=statistics.fmean(parse_rows) if parse_rows else None,
+        ms_p50=statistics.median(ms for _, _, ms in rows) if rows else 0.0,
+        count=len(rows),
+    )
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def fill_all(engine, holes: list[Hole], length: str, tokens_per_step: float) -> list[tuple[Hole, str, float]]:
+    from engine import InfillRequest
+    from infill_server.syntax import analyze, postprocess  # the product's own sizing and clean-up
+
+    out = []
+    for hole in holes:
+        started = time.perf_counter()
+        if length == "true":
+            slots = max(1, len(engine.tokenizer.encode(hole.middle)))
+            context = None
+        else:
+            context = analyze(hole.prefix + hole.suffix, len(hole.prefix), hole.language)
+            slots = context.max_tokens
+        steps = max(1, round(slots / tokens_per_step))
+        final = engine.complete(InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps))
+        text = final.text if final is not None else ""
+        if context is not None:
+            text = postprocess(text, hole.prefix, hole.suffix, context)
+        out.append((hole, text, (time.perf_counter() - started) * 1000))
+    return out
+
+
+def sample(holes: list[Hole], per_group: int) -> list[Hole]:
+    groups: dict[tuple[str, str], list[Hole]] = defaultdict(list)
+    for hole in holes:
+        groups[(hole.language, hole.kind)].append(hole)
+    return [hole for key in sorted(groups) for hole in groups[key][:per_group]]
+
+
+def run(args: argparse.Namespace) -> None:
+    from engine import Engine
+
+    engine = Engine.load(args.model, device=args.device)
+    holes = sample(load_holes(args.holes), args.per_group)
+    results = []
+    for length in ("true", "unknown"):
+        for tokens_per_step in args.tokens_per_step:
+            filled = fill_all(engine, holes, length, tokens_per_step)
+            for (language, kind), rows in _grouped(filled).items():
+                result = score(rows)
+                results.append({"length": length, "tokens_per_step": tokens_per_step, "language": language,
+                                "kind": kind, **result.__dict__})
+                print(_row(results[-1]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"model": engine.info.source, "results": results}, indent=1))
+
+
+def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[tuple[Hole, str, float]]]:
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for row in rows:
+        groups[(row[0].language, row[0].kind)].append(row)
+        groups[("all", row[0].kind)].append(row)
+    return dict(sorted(groups.items()))
+
+
+def _row(result: dict) -> str:
+    parsed = "-" if result["parses"] is None else f"{result['parses']:.1%}"
+    return (f"{result['length']:<8} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
+            f"{result['kind']:<12} n={result['count']:<4} exact {result['exact']:6.1%}  "
+            f"edit-sim {result['similarity']:.3f}  parses {parsed:>6}  {result['ms_p50']:7.0f} ms p50")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("cut", help="cut holes from the corpus's held-out files")
+    make.add_argument("--corpus", type=Path, required=True, help="folder with eval.jsonl")
+    make.add_argument("--out", type=Path, default=HOLES_FILE)
+    make.add_argument("--per-language", type=int, default=200, help="files per language")
+    fill = commands.add_parser("run", help="fill the holes and score them")
+    fill.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    fill.add_argument("--device", default="cpu")
+    fill.add_argument("--holes", type=Path, default=HOLES_FILE)
+    fill.add_argument("--per-group", type=int, default=40, help="holes per (language, kind)")
+    fill.add_argument("--tokens-per-step", type=lambda s: [float(x) for x in s.split(",")], default=[2.0])
+    fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "cut":
+        cut(args.corpus, args.out, args.per_language)
+    else:
+        if not args.holes.is_file():
+            sys.exit(f"{args.holes}: no holes file (run `cut` where the corpus is)")
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
