@@ -22,7 +22,14 @@ import torch
 from engine.backends import Backend, PrefixKV, load_backend
 from engine.model_dir import GenerationDefaults, read_json, resolve_model
 from engine.prefix_cache import CacheStats, PrefixCache
-from engine.sampler import ConfidenceCommit, EntropyBoundAccept, HoleState, Sampler, denoise_hole
+from engine.sampler import (
+    ConfidenceCommit,
+    EntropyBoundAccept,
+    HoleState,
+    Sampler,
+    denoise_hole,
+    right_pad_run,
+)
 from engine.tokenizer import CodeTokenizer, SpecialTokens
 from engine.types import EngineError, InfillRequest, ModelLoadError, Refinement
 
@@ -172,6 +179,10 @@ class Engine:
         blocks = [min(block, slots - start) for start in range(0, slots, block)]
 
         cache = self.prefix_cache.sync(key, prefix)
+        fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
+        if fit and self.backend.noise == "mask" and len(blocks) == 1:
+            slots = self.probe_length(cache, suffix, slots)
+            blocks = [slots]
         done_text: list[list[int]] = [[] for _ in range(batch)]
         step = 0
         for index, block_slots in enumerate(blocks):
@@ -202,6 +213,17 @@ class Engine:
                 done_text[row] += state.guess[row].tolist()
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
+
+    def probe_length(self, cache: PrefixKV, suffix: torch.Tensor, slots: int) -> int:
+        """The fill's length as the model sees it: one forward over an all-mask hole, where the trailing
+        run of predicted pads marks the end. A hole sized to it leaves no slots that must be forced
+        into text."""
+        special = self.tokenizer.special
+        hole = torch.full((1, slots), special.mask, dtype=torch.long, device=self.backend.device)
+        canvas = torch.cat((hole, suffix[None]), dim=1)  # (1, S + suffix)
+        guess = self.backend.denoise(cache, canvas, slots).argmax(-1)  # (1, S)
+        length = slots - int(right_pad_run(guess, special.pad).sum())
+        return max(1, min(slots, length + self.defaults.length_margin))
 
     def _ended(self, state: HoleState) -> bool:
         """A block whose fill already ended (eos or trailing pads) needs no further block."""

@@ -29,6 +29,8 @@ class GenerationDefaults:
     tokens_per_step: float = 2.0  # mask noise: slots committed per step on average
     max_steps: int = 48
     temperature: float = 0.0  # mask noise: 0 = greedy for the first alternative
+    fit_length: bool = False  # mask noise: probe the fill's length with one forward before denoising
+    length_margin: int = 2  # slots kept beyond the probed length
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

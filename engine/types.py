@@ -21,6 +21,9 @@ class InfillRequest:
     steps: denoising steps; None takes the model's generation_config default.
     cache_key: names the document, so the prefix KV cache of the same document is reused.
     alternatives: how many different fills to return (each a row of one batched forward).
+    fit_length: treat max_tokens as a budget and shrink the hole to the model's own length estimate
+        first (one extra forward); None takes the model's generation_config default. Pass False when
+        max_tokens is the true length.
     """
 
     prefix: str
@@ -30,6 +33,7 @@ class InfillRequest:
     cache_key: str | None = None
     alternatives: int = 1
     seed: int = 0
+    fit_length: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,9 @@ def score(rows: list[tuple[Hole, str, float]]) -> Score:
 # ---- running ----------------------------------------------------------------------------------
 
 
-def fill_all(engine, holes: list[Hole], length: str, tokens_per_step: float) -> list[tuple[Hole, str, float]]:
+def fill_all(
+    engine, holes: list[Hole], length: str, tokens_per_step: float, fit_length: bool = False
+) -> list[tuple[Hole, str, float]]:
     from engine import InfillRequest
     from infill_server.syntax import analyze, postprocess  # the product's own sizing and clean-up
 
@@ -184,7 +186,9 @@ def fill_all(engine, holes: list[Hole], length: str, tokens_per_step: float) -> 
             context = analyze(hole.prefix + hole.suffix, len(hole.prefix), hole.language)
             slots = context.max_tokens
         steps = max(1, round(slots / tokens_per_step))
-        final = engine.complete(InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps))
+        request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps,
+                                fit_length=fit_length and length == "unknown")
+        final = engine.complete(request)
         text = final.text if final is not None else ""
         if context is not None:
             text = postprocess(text, hole.prefix, hole.suffix, context)
@@ -205,13 +209,14 @@ def run(args: argparse.Namespace) -> None:
     engine = Engine.load(args.model, device=args.device)
     holes = sample(load_holes(args.holes), args.per_group)
     results = []
-    for length in ("true", "unknown"):
+    settings = [("true", False)] + [("unknown", fit) for fit in args.fit_length]
+    for length, fit in settings:
         for tokens_per_step in args.tokens_per_step:
-            filled = fill_all(engine, holes, length, tokens_per_step)
+            filled = fill_all(engine, holes, length, tokens_per_step, fit)
             for (language, kind), rows in _grouped(filled).items():
                 result = score(rows)
-                results.append({"length": length, "tokens_per_step": tokens_per_step, "language": language,
-                                "kind": kind, **result.__dict__})
+                results.append({"length": length, "fit_length": fit, "tokens_per_step": tokens_per_step,
+                                "language": language, "kind": kind, **result.__dict__})
                 print(_row(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"model": engine.info.source, "results": results}, indent=1))
@@ -227,7 +232,8 @@ def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[
 
 def _row(result: dict) -> str:
     parsed = "-" if result["parses"] is None else f"{result['parses']:.1%}"
-    return (f"{result['length']:<8} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
+    length = result["length"] + ("+probe" if result["fit_length"] else "")
+    return (f"{length:<14} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
             f"{result['kind']:<12} n={result['count']:<4} exact {result['exact']:6.1%}  "
             f"edit-sim {result['similarity']:.3f}  parses {parsed:>6}  {result['ms_p50']:7.0f} ms p50")
 
@@ -245,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--holes", type=Path, default=HOLES_FILE)
     fill.add_argument("--per-group", type=int, default=40, help="holes per (language, kind)")
     fill.add_argument("--tokens-per-step", type=lambda s: [float(x) for x in s.split(",")], default=[2.0])
+    fill.add_argument("--fit-length", type=lambda s: [x == "on" for x in s.split(",")], default=[False, True],
+                      help="unknown length with the length probe off/on (default: off,on)")
     fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.command == "cut":

@@ -179,3 +179,10 @@ def test_broken_model_directory_gives_one_line_error_naming_it(
         Engine.load(broken, device="cpu")
     text = str(caught.value)
     assert message in text and "broken" in text and "\n" not in text
+
+
+def test_length_probe_shrinks_the_hole_but_never_grows_it(engine: Engine) -> None:
+    probed = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    exact = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=False))
+    assert probed is not None and exact is not None
+    assert 1 <= probed.slots <= 24 and exact.slots == 24
