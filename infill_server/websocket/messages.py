@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from infill_server.config import MAX_HOLE_TOKENS
 from infill_server.protocol import WS_CANCEL, WS_ERROR, WS_INFILL, WS_REFINEMENT, WS_RESULT
 from infill_server.websocket.positions import PositionError, offset_at
 
@@ -37,7 +38,7 @@ ERROR_CODES = (
 
 MAX_ID_LENGTH = 256
 MAX_ID_INT = 2**53  # the largest integer a JavaScript client represents exactly
-MAX_TOKENS_LIMIT = 1024
+MAX_TOKENS_LIMIT = MAX_HOLE_TOKENS
 MAX_STEPS_LIMIT = 256
 MAX_NAME_LENGTH = 256  # language and uri
 
@@ -67,6 +68,7 @@ class InfillMessage:
     prefix: str
     suffix: str
     rewrite: bool = False  # a selection was given: regenerate it rather than insert at a point
+    selection: str = ""  # the selected text being regenerated (sizes the hole)
     uri: str | None = None
     language: str | None = None
     max_tokens: int | None = None
@@ -124,7 +126,9 @@ def _infill(data: dict[str, Any], id: RequestId) -> InfillMessage:
                 raise MessageError(INVALID_MESSAGE, "selection.end is before selection.start", id)
             if "position" in data:  # allowed (editors send the cursor too) but must still be valid
                 _offset(document, data, "position", id)
-            return InfillMessage(id, document[:start], document[end:], rewrite=True, **options)
+            return InfillMessage(
+                id, document[:start], document[end:], rewrite=True, selection=document[start:end], **options
+            )
         if "position" not in data:
             raise MessageError(INVALID_MESSAGE, "missing field 'position' (or 'selection')", id)
         at = _offset(document, data, "position", id)

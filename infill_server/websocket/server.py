@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from infill_server.config import ServiceConfig
-from infill_server.service import InfillJob, InfillService, Update
+from infill_server.service import InfillJob, InfillService, ServiceError, Update
 from infill_server.websocket import messages
 from infill_server.websocket.auth import HandshakeGuard, resolve_token
 from infill_server.websocket.messages import CancelMessage, InfillMessage, MessageError, RequestId
@@ -65,9 +65,9 @@ class Limits:
             raise ValueError("max_in_flight and max_connections must be at least 1")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
-    task: asyncio.Task[None]
+    task: asyncio.Task[None] = field(init=False)
     cancelled_by_client: bool = False
 
 
@@ -154,40 +154,40 @@ class _Connection:
             max_tokens=message.max_tokens,
             steps=message.steps,
             rewrite=message.rewrite,
+            selection=message.selection,
         )
-        task = asyncio.create_task(self._infill(id, job), name=f"ws{self.number}-{id!r}")
-        self.requests[id] = _Request(task)
+        request = _Request()
+        request.task = asyncio.create_task(self._infill(id, job, request), name=f"ws{self.number}-{id!r}")
+        self.requests[id] = request
         self._stop_idle_timer()
 
-    async def _infill(self, id: RequestId, job: InfillJob) -> None:
+    async def _infill(self, id: RequestId, job: InfillJob, request: _Request) -> None:
         def on_update(update: Update) -> None:
-            request = self.requests.get(id)
-            if request is not None and not request.cancelled_by_client:
+            # Updates are queued from the engine thread and may land after a cancel, or after the id
+            # was reused by a newer request: only the live, uncancelled request may speak for the id.
+            if self.requests.get(id) is request and not request.cancelled_by_client:
                 self.outbox.put_refinement(id, update.step, update.text)
 
         try:
             result = await self.service.infill(job, on_update)
         except asyncio.CancelledError:
-            request = self.requests.get(id)
-            if request is not None and request.cancelled_by_client:
+            if request.cancelled_by_client:
                 self._fail(id, messages.CANCELLED, "cancelled by the client")
             elif asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise  # the connection is closing
             else:
                 # The service cancelled it, not us: a newer request for the same uri took its place.
                 self._fail(id, messages.SUPERSEDED, "superseded by a newer request for the same uri")
-        except ValueError as exc:  # the service rejects a request it cannot serve (e.g. unknown language)
-            self._fail(id, messages.INVALID_MESSAGE, str(exc) or "invalid request")
+        except ServiceError as exc:  # no model, or the engine refused the request
+            self._fail(id, messages.ENGINE_ERROR, str(exc))
         except Exception as exc:
-            if _is_engine_error(exc):
-                self._fail(id, messages.ENGINE_ERROR, str(exc))
-            else:
-                log.exception("infill request %r failed", id)
-                self._fail(id, messages.INTERNAL_ERROR, f"{type(exc).__name__}: the server logged the details")
+            log.exception("infill request %r failed", id)
+            self._fail(id, messages.INTERNAL_ERROR, f"{type(exc).__name__}: the server logged the details")
         else:
             self.outbox.put_final(messages.result(id, result.text, result.steps, result.ms))
         finally:
-            self.requests.pop(id, None)
+            if self.requests.get(id) is request:
+                del self.requests[id]
             if not self.requests:
                 self._restart_idle_timer()
 
@@ -228,12 +228,6 @@ class _Connection:
     def _close_idle(self) -> None:
         self._idle_timer = None
         self._closing = asyncio.create_task(self.ws.close(1000, "idle timeout"))
-
-
-def _is_engine_error(exc: Exception) -> bool:
-    from engine.types import EngineError  # the service re-raises the engine's own errors
-
-    return isinstance(exc, EngineError)
 
 
 class _LiveConnections:
