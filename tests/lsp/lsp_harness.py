@@ -61,3 +61,35 @@ async def inline_completion(
             context=types.InlineCompletionContext(trigger_kind=trigger),
         )
     )
+
+
+def field(value: Any, name: str) -> Any:
+    """Replies to custom requests come back as attribute objects or dicts, depending on the path."""
+    return value[name] if isinstance(value, dict) else getattr(value, name)
+
+
+def range_json(start: tuple[int, int], end: tuple[int, int]) -> dict[str, Any]:
+    return {"start": {"line": start[0], "character": start[1]}, "end": {"line": end[0], "character": end[1]}}
+
+
+async def execute_command(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
+
+
+def refinements_for(client: LanguageClient, request_id: Any) -> list[Any]:
+    return [r for r in client.refinements if str(r.requestId) == str(request_id)]  # type: ignore[attr-defined]
+
+
+async def raw_request(client: LanguageClient, method: str, params: Any) -> Any:
+    """The reply as plain JSON values. lsprotocol's client-side converter reads a CodeAction in
+    `(Command | CodeAction)[]` as a Command, so code actions are checked on the wire form."""
+    protocol = client.protocol
+    typed = protocol.get_result_type
+    protocol.get_result_type = lambda _method: None  # type: ignore[method-assign]
+    try:
+        reply = await protocol.send_request_async(method, params)
+    finally:
+        protocol.get_result_type = typed  # type: ignore[method-assign]
+    return reply
