@@ -32,6 +32,7 @@ function M.clear()
   end
   if not current.done and current.client then
     current.client.cancel_request(current.request_id)
+    M.on_status("ready")
   end
   ghost.clear(current.bufnr)
   current = nil

@@ -52,7 +52,9 @@ end
 
 local function set_status(status, detail)
   state.status = status
-  if status == "ready" and type(detail) == "number" then
+  if status == "ready" and detail == nil then
+    state.detail = "" -- and keep the last latency
+  elseif status == "ready" and type(detail) == "number" then
     state.latency_ms = math.floor(detail + 0.5)
     state.detail = ""
   else

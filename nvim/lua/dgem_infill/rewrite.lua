@@ -84,7 +84,10 @@ function M.start(client, start_row, start_col, end_row, end_col)
     done = false,
     started = vim.loop.hrtime(),
   }
-  local params = { command = protocol.REWRITE_COMMAND, arguments = { vim.uri_from_bufnr(bufnr), range } }
+  local params = {
+    command = protocol.REWRITE_COMMAND,
+    arguments = { { uri = vim.uri_from_bufnr(bufnr), range = range } },
+  }
   local ok, request_id = client.request("workspace/executeCommand", params, function(err, result)
     if session ~= s then
       return
@@ -95,7 +98,13 @@ function M.start(client, start_row, start_col, end_row, end_col)
       vim.notify("dgem-infill: rewrite failed: " .. (err.message or tostring(err)), vim.log.levels.ERROR)
       return
     end
-    s.rewrite_id = result
+    if type(result) ~= "table" then
+      finish()
+      return
+    end
+    -- The answer holds the final text as well: show it even if a notification was missed.
+    s.rewrite_id, s.text, s.done = result.rewriteId, result.text or s.text, true
+    render()
     M.on_status("ready", (vim.loop.hrtime() - s.started) / 1e6)
     if s.accept_when_ready then
       M.accept()
@@ -121,9 +130,6 @@ function M.on_refinement(params)
   end
   s.text, s.step, s.done = params.text, params.step or s.step, params.done
   render()
-  if s.done and s.accept_when_ready then
-    M.accept()
-  end
   return true
 end
 
@@ -146,11 +152,9 @@ function M.reject()
   if s == nil then
     return
   end
-  if s.rewrite_id ~= nil then
-    execute(s, protocol.REJECT_REWRITE_COMMAND)
-  else
-    s.client.cancel_request(s.request_id)
-  end
+  -- The rewriteId is the request's id, so a rewrite still streaming can be rejected (and stopped) too.
+  s.rewrite_id = s.rewrite_id or s.request_id
+  execute(s, protocol.REJECT_REWRITE_COMMAND)
 end
 
 return M

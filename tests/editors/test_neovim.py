@@ -1,0 +1,229 @@
+"""Neovim 0.7 with the plugin, under tmux: what the user sees on screen and what ends up in the file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .support import NVIM_PLUGIN_DIR, Model, isolated_env, save_docs_image, server_executable, wait_until
+from .terminal import Screen, parse, save_png
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("editor_tools")]
+
+COLUMNS, ROWS = 100, 16
+GHOST = 244  # the palette colour the test's init.lua gives DgemInfillGhost, so ghost text is recognisable
+SERVER_START_S = 120  # importing torch and loading the model on a busy CI machine
+INFILL_S = 60
+FINISHED = re.compile(r"dgem \d+ ms")  # the plugin's status once a request has answered
+
+SAMPLE = """def mean(values):
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def shout(text):
+"""
+
+INIT_LUA = """
+vim.opt.runtimepath:prepend({plugin})
+vim.opt.swapfile = false
+vim.opt.shadafile = "NONE"
+vim.opt.termguicolors = false
+vim.opt.laststatus = 2
+require("dgem_infill").setup{{ cmd = {cmd}, settings = {{ max_tokens = 16, device = "cpu" }} }}
+vim.cmd("highlight DgemInfillGhost ctermfg={ghost}")
+vim.o.statusline = " %t %m%=%{{v:lua.require'dgem_infill'.status()}}  %l:%c "
+-- The readiness signal: the server has seen didOpen for this buffer.
+vim.api.nvim_create_autocmd("User", {{
+  pattern = "DgemInfillAttached",
+  callback = function()
+    local marker = io.open({marker} .. vim.fn.fnamemodify(vim.api.nvim_buf_get_name(0), ":t"), "w")
+    marker:write("attached")
+    marker:close()
+  end,
+}})
+"""
+
+
+def lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Tmux:
+    """One tmux server on its own socket, running one window."""
+
+    def __init__(self, socket: Path, env: dict[str, str]):
+        self.socket = socket
+        self.env = env
+
+    def run(self, *args: str) -> str:
+        command = ["tmux", "-S", str(self.socket), "-f", "/dev/null", *args]
+        return subprocess.run(command, env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def start(self, command: list[str]) -> None:
+        self.run("new-session", "-d", "-x", str(COLUMNS), "-y", str(ROWS), "--", *command)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-l", text)
+
+    def screen(self) -> Screen:
+        return parse(self.run("capture-pane", "-p", "-e"))
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], env=self.env, capture_output=True)
+
+
+class Neovim:
+    def __init__(self, tmux: Tmux, folder: Path):
+        self.tmux = tmux
+        self.folder = folder
+
+    def open(self, name: str, text: str) -> Path:
+        """Opens a new file and waits until the plugin has attached the server to it."""
+        path = self.folder / name
+        path.write_text(text)
+        self.tmux.keys("Escape")
+        self.tmux.type(f":edit {path}")
+        self.tmux.keys("Enter")
+        marker = self.folder / f"attached-{name}"
+        wait_until(
+            marker.exists, SERVER_START_S, f"the plugin to attach the server to {name}", explain=self.dump
+        )
+        return path
+
+    def dump(self) -> str:
+        return "screen:\n" + "\n".join(self.tmux.screen().lines())
+
+    def ghost(self) -> Screen:
+        """The screen once the infill has finished streaming (the status line shows its latency)."""
+        return wait_until(
+            lambda: (
+                (screen := self.tmux.screen()).rows_with(GHOST)
+                and FINISHED.search(screen.text(ROWS - 2))
+                and screen
+            ),
+            INFILL_S,
+            "ghost text on screen",
+            explain=self.dump,
+        )
+
+    def save(self) -> None:
+        self.tmux.keys("Escape")
+        self.tmux.type(":write")
+        self.tmux.keys("Enter")
+
+
+@pytest.fixture(scope="module")
+def nvim(
+    editor_tools: None, editor_model: Model, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Neovim]:
+    if shutil.which("nvim") is None or shutil.which("tmux") is None:
+        pytest.fail("nvim and tmux should have been installed by scripts/install-editors.sh")
+    home = tmp_path_factory.mktemp("nvim-home")
+    folder = tmp_path_factory.mktemp("nvim-files")
+    cmd = [str(server_executable()), *editor_model.cli_args, "--stdio"]
+    init = home / "init.lua"
+    init.write_text(
+        INIT_LUA.format(
+            plugin=lua_string(str(NVIM_PLUGIN_DIR)),
+            cmd="{ " + ", ".join(lua_string(part) for part in cmd) + " }",
+            ghost=GHOST,
+            marker=lua_string(str(folder / "attached-")),
+        )
+    )
+    env = isolated_env(home, TERM="xterm-256color", TMUX_TMPDIR=str(home / "runtime"))
+    env.pop("TMUX", None)
+    tmux = Tmux(home / "runtime" / "tmux.sock", env)
+    tmux.start(["nvim", "-u", str(init), "-i", "NONE"])
+    editor = Neovim(tmux, folder)
+    try:
+        yield editor
+    finally:
+        tmux.close()
+
+
+def ghost_block(screen: Screen, row: int) -> list[str]:
+    """The screen rows from `row` down to the last one holding ghost text, as the file will read."""
+    last = max(r for r in screen.rows_with(GHOST) if r >= row)
+    return [screen.text(r) for r in range(row, last + 1)]
+
+
+def test_typing_shows_ghost_text_and_tab_inserts_what_was_shown(
+    nvim: Neovim, editor_model: Model, artifacts: Path
+) -> None:
+    path = nvim.open("shout.py", SAMPLE)
+    nvim.tmux.keys("G", "A", "Enter")
+    nvim.tmux.type("return text.up")
+
+    screen = nvim.ghost()
+    row = next(r for r in screen.rows_with(GHOST))
+    assert screen.text(row).startswith("    return text.up"), screen.lines()
+    shown = ghost_block(screen, row)
+    save_png(screen, artifacts / "neovim-ghost-text.png", COLUMNS)
+    save_docs_image(artifacts / "neovim-ghost-text.png", "neovim.png", editor_model)
+
+    nvim.tmux.keys("Tab")
+    wait_until(lambda: not nvim.tmux.screen().rows_with(GHOST), INFILL_S, "the ghost text to be accepted")
+    nvim.save()
+    lines = wait_until(
+        lambda: (text := path.read_text()) != SAMPLE and text.split("\n"), 10, "the file to be written"
+    )
+    assert [line.rstrip() for line in lines[row : row + len(shown)]] == shown
+
+
+def test_tab_without_ghost_text_inserts_a_tab(nvim: Neovim) -> None:
+    path = nvim.open("indent.py", "x = 1\n")
+    # Tab comes in the same burst as `o`, before any infill could answer: it must keep its own meaning.
+    nvim.tmux.keys("o", "Tab", "y", "Escape")
+    nvim.save()
+    line = wait_until(lambda: path.read_text().split("\n")[1], 10, "the file to be written")
+    assert line.endswith("y") and line[:-1] and not line[:-1].strip(), repr(line)
+
+
+def test_escape_dismisses_the_ghost_text(nvim: Neovim) -> None:
+    nvim.open("dismiss.py", SAMPLE)
+    nvim.tmux.keys("G", "A", "Enter")
+    nvim.tmux.type("return text.")
+    nvim.ghost()
+    nvim.tmux.keys("Escape")
+    wait_until(lambda: not nvim.tmux.screen().rows_with(GHOST), 10, "Esc to remove the ghost text")
+
+
+def test_dgem_rewrite_previews_a_selection_and_tab_applies_it(nvim: Neovim, artifacts: Path) -> None:
+    path = nvim.open("rewrite.py", SAMPLE)
+    # Line 2 ("    total = 0"), selected linewise.
+    nvim.tmux.keys("2", "G", "V")
+    nvim.tmux.type(":DgemRewrite")
+    nvim.tmux.keys("Enter")
+    screen = wait_until(
+        lambda: (s := nvim.tmux.screen()) and any("<Tab> accept" in line for line in s.lines()) and s,
+        INFILL_S,
+        "the rewrite preview to finish",
+    )
+    save_png(screen, artifacts / "neovim-rewrite.png", COLUMNS)
+    hint_row = next(r for r, line in enumerate(screen.lines()) if "<Tab> accept" in line)
+    preview = [screen.text(r) for r in range(2, hint_row)]  # screen row 1 is line 2, the preview follows it
+    nvim.tmux.keys("Tab")
+    wait_until(
+        lambda: not any("<Tab> accept" in line for line in nvim.tmux.screen().lines()),
+        30,
+        "the rewrite to apply",
+    )
+    nvim.save()
+    before = SAMPLE.split("\n")
+    after = wait_until(
+        lambda: (text := path.read_text()) != SAMPLE and text.split("\n"), 10, "the rewritten file"
+    )
+    # Only line 2 changed: the lines around it are as they were.
+    assert after[0] == before[0] and after[-len(before[2:]) :] == before[2:]
+    assert [line.rstrip() for line in after[1 : 1 + len(preview)]] == preview
