@@ -54,6 +54,7 @@ class Limits:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     open_timeout: float | None = 10.0  # a client that connects and never finishes the handshake
+    close_timeout: float | None = 5.0  # how long a closing peer gets to answer before the socket is cut
     refinement_backlog: int = 64  # unsent refinements kept per request before coalescing
     max_final_backlog: int = 256  # unsent results/errors before the connection stops reading
     write_limit: int = 1 << 16  # bytes buffered in the socket before a send waits
@@ -314,7 +315,7 @@ async def open_server(
         open_timeout=limits.open_timeout,
         ping_interval=limits.ping_interval,
         ping_timeout=limits.ping_timeout,
-        close_timeout=5,
+        close_timeout=limits.close_timeout,
         server_header=None,
     )
     running = WsServer(server, host, live)
