@@ -47,3 +47,13 @@ async def fresh_client(lsp_client: LanguageClient):
     record_client_traffic(lsp_client)
     yield
     await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND), scope="session")
+async def slow_client(lsp_client: LanguageClient, tiny_model: Path):
+    """A VS Code client whose fills take many steps, so a test can act while one is running."""
+    record_client_traffic(lsp_client)
+    options = {"model": str(tiny_model), "device": "cpu", "steps": 256, "max_tokens": 256}
+    await lsp_client.initialize_session(initialize_params("visual-studio-code", options))
+    yield
+    await lsp_client.shutdown_session()
