@@ -13,7 +13,7 @@ import {
     WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
 import { GhostText } from "./ghostText";
-import { REFINEMENT_NOTIFICATION, RefinementParams } from "./protocol";
+import { LspRange, REFINEMENT_NOTIFICATION, REWRITE_COMMAND, RefinementParams } from "./protocol";
 import { Rewriter } from "./rewrite";
 import * as settings from "./settings";
 import { StatusBar } from "./statusBar";
@@ -110,6 +110,8 @@ async function startClient(): Promise<void> {
     output.appendLine(`starting ${launch.command} ${launch.args.join(" ")}`);
     status.set("starting", `${launch.command} ${launch.args.join(" ")}`);
     const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
+    // Assigned below; the middleware closes over it.
+    let created: LanguageClient;
     const clientOptions: LanguageClientOptions = {
         documentSelector: settings.languages().flatMap((language) => [
             { scheme: "file", language },
@@ -118,7 +120,18 @@ async function startClient(): Promise<void> {
         initializationOptions: settings.serverSettings(),
         outputChannel: output,
         traceOutputChannel: output,
-        middleware: { provideInlineCompletionItems: ghost.provide },
+        middleware: {
+            provideInlineCompletionItems: ghost.provide,
+            // The server's "Rewrite selection" code action runs dgem.rewrite; give it the streamed preview.
+            executeCommand: (name, args, next) => {
+                const target = args[0] as { uri?: string; range?: LspRange } | undefined;
+                const editor = vscode.window.activeTextEditor;
+                if (name === REWRITE_COMMAND && target?.range && editor && editor.document.uri.toString() === target.uri) {
+                    return rewriter.start(editor, created.protocol2CodeConverter.asRange(target.range));
+                }
+                return next(name, args);
+            },
+        },
         initializationFailedHandler: (error) => {
             status.set("error", `the server failed to initialize: ${String(error)}`);
             return false;
@@ -131,7 +144,7 @@ async function startClient(): Promise<void> {
             },
         },
     };
-    const created = new LanguageClient("dgemInfill", "dgem-infill", serverOptions, clientOptions);
+    created = new LanguageClient("dgemInfill", "dgem-infill", serverOptions, clientOptions);
     client = created;
     created.onNotification(REFINEMENT_NOTIFICATION, (params: RefinementParams) => {
         if (!rewriter.onRefinement(params)) {

@@ -10,6 +10,12 @@ const PENDING_CONTEXT = "dgemInfill.rewritePending";
 // Accepting before the last step waits this long for the server to finish.
 const ACCEPT_WAIT_MS = 60_000;
 
+/** What dgem.rewrite answers once the rewrite has finished streaming. */
+interface RewriteAnswer {
+    rewriteId: number | string;
+    text: string;
+}
+
 interface Session {
     editor: vscode.TextEditor;
     uri: string;
@@ -18,8 +24,8 @@ interface Session {
     text: string;
     done: boolean;
     requestId?: number | string;
-    /** The id dgem.rewrite returned; accept and reject name the rewrite by it. */
-    id: Promise<unknown>;
+    /** The rewriteId from dgem.rewrite's answer (the request's id); undefined when it failed. */
+    id: Promise<number | string | undefined>;
     doneWaiters: Array<() => void>;
 }
 
@@ -30,15 +36,16 @@ export class Rewriter implements vscode.Disposable {
         opacity: "0.55",
         backgroundColor: new vscode.ThemeColor("diffEditor.removedTextBackground"),
     });
+    // Decorations at one position are drawn newest first: the hint is created first so it ends the line.
+    private readonly hint = vscode.window.createTextEditorDecorationType({
+        after: { color: new vscode.ThemeColor("editorCodeLens.foreground"), margin: "0 0 0 2ch" },
+    });
     private readonly added = vscode.window.createTextEditorDecorationType({
         after: {
             color: new vscode.ThemeColor("editorGhostText.foreground"),
             backgroundColor: new vscode.ThemeColor("diffEditor.insertedTextBackground"),
             margin: "0 0 0 1ch",
         },
-    });
-    private readonly hint = vscode.window.createTextEditorDecorationType({
-        after: { color: new vscode.ThemeColor("editorCodeLens.foreground"), margin: "0 0 0 2ch" },
     });
 
     constructor(
@@ -51,7 +58,8 @@ export class Rewriter implements vscode.Disposable {
         return this.session !== undefined;
     }
 
-    async start(editor: vscode.TextEditor): Promise<void> {
+    /** Rewrites `range` (default: the selection, or the cursor's line when nothing is selected). */
+    async start(editor: vscode.TextEditor, range?: vscode.Range): Promise<void> {
         const client = this.client();
         if (!client) {
             void vscode.window.showWarningMessage("dgem-infill: the server is not running.");
@@ -61,8 +69,7 @@ export class Rewriter implements vscode.Disposable {
             await this.reject();
         }
         const selection = editor.selection;
-        // An empty selection rewrites the cursor's line.
-        const range = selection.isEmpty ? editor.document.lineAt(selection.active.line).range : selection;
+        range ??= selection.isEmpty ? editor.document.lineAt(selection.active.line).range : selection;
         const uri = editor.document.uri.toString();
         this.onActiveChange(uri);
         const session: Session = {
@@ -78,14 +85,21 @@ export class Rewriter implements vscode.Disposable {
         session.id = client
             .sendRequest(ExecuteCommandRequest.type, {
                 command: REWRITE_COMMAND,
-                arguments: [uri, client.code2ProtocolConverter.asRange(range)],
+                arguments: [{ uri, range: client.code2ProtocolConverter.asRange(range) }],
             })
             .then(
-                (id) => {
+                (answer: RewriteAnswer | null) => {
                     if (this.session === session) {
                         this.status.finished(Date.now() - session.startedAt);
+                        if (answer) {
+                            // The answer carries the final text too: show it even if a notification was missed.
+                            session.text = answer.text;
+                            session.done = true;
+                            session.doneWaiters.splice(0).forEach((resolve) => resolve());
+                            this.render();
+                        }
                     }
-                    return id;
+                    return answer?.rewriteId;
                 },
                 (error: unknown) => {
                     if (this.session === session) {
@@ -133,7 +147,13 @@ export class Rewriter implements vscode.Disposable {
         if (id === undefined || id === null) {
             return;
         }
-        await client.sendRequest(ExecuteCommandRequest.type, { command: ACCEPT_REWRITE_COMMAND, arguments: [id] });
+        const answer = (await client.sendRequest(ExecuteCommandRequest.type, {
+            command: ACCEPT_REWRITE_COMMAND,
+            arguments: [id],
+        })) as { applied?: boolean; reason?: string } | null;
+        if (answer && answer.applied === false) {
+            void vscode.window.showWarningMessage(`dgem-infill: the rewrite was not applied: ${answer.reason ?? "unknown reason"}`);
+        }
     }
 
     async reject(): Promise<void> {
@@ -143,7 +163,8 @@ export class Rewriter implements vscode.Disposable {
             return;
         }
         this.clear();
-        const id = await session.id;
+        // Still streaming: the rewriteId is the request's id, known from its refinements; rejecting stops it.
+        const id = session.done ? await session.id : session.requestId;
         if (client && id !== undefined && id !== null) {
             await client.sendRequest(ExecuteCommandRequest.type, { command: REJECT_REWRITE_COMMAND, arguments: [id] });
         }

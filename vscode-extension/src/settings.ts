@@ -9,10 +9,10 @@ export type RefinementDisplay = "stream" | "final";
 
 /** The settings the server understands (initializationOptions and didChangeConfiguration). */
 export interface ServerSettings {
-    model?: string;
+    model: string | null;
     device: string;
     max_tokens: number;
-    steps?: number;
+    steps: number | null;
     languages: string[];
 }
 
@@ -39,21 +39,16 @@ export function languages(): string[] {
 
 export function serverSettings(): ServerSettings {
     const c = config();
-    const settings: ServerSettings = {
+    const model = c.get<string>("model", "").trim();
+    const steps = c.get<number>("steps", 0);
+    // null is the server's "use the default" (the shipped model; the model's own step count).
+    return {
+        model: model || null,
         device: c.get<string>("device", "auto"),
         max_tokens: c.get<number>("maxTokens", 64),
+        steps: steps > 0 ? steps : null,
         languages: languages(),
     };
-    // Empty model and zero steps mean "the server's default", so they are left out rather than sent.
-    const model = c.get<string>("model", "").trim();
-    if (model) {
-        settings.model = model;
-    }
-    const steps = c.get<number>("steps", 0);
-    if (steps > 0) {
-        settings.steps = steps;
-    }
-    return settings;
 }
 
 /** Settings whose change needs a new server process rather than a didChangeConfiguration. */

@@ -1,0 +1,258 @@
+"""Real VS Code (code-server) with the packaged extension, driven in Chromium by playwright-core."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import (
+    CODE_SERVER,
+    EXTENSION_DIR,
+    NODE24,
+    PLAYWRIGHT_MODULES,
+    Model,
+    isolated_env,
+    save_docs_image,
+    server_executable,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("editor_tools")]
+
+DRIVER = Path(__file__).with_name("vscode_driver.cjs")
+LISTENING = re.compile(r"HTTP server listening on (http://127\.0\.0\.1:\d+/)")
+CODE_SERVER_START_S = 60
+DRIVER_S = 420
+
+SAMPLE = """def mean(values):
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def shout(text):
+"""
+
+# Settings that keep VS Code's own UI (welcome pages, word suggestions, chat) out of the way of Tab.
+USER_SETTINGS: dict[str, Any] = {
+    "workbench.startupEditor": "none",
+    "workbench.welcomePage.walkthroughs.openOnInstall": False,
+    "workbench.tips.enabled": False,
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
+    "chat.disableAIFeatures": True,
+    "security.workspace.trust.enabled": False,
+    "telemetry.telemetryLevel": "off",
+    "update.mode": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "extensions.ignoreRecommendations": True,
+    "git.enabled": False,
+    "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
+    "editor.suggestOnTriggerCharacters": False,
+    "editor.wordBasedSuggestions": "off",
+    "editor.inlineSuggest.enabled": True,
+    "editor.fontSize": 15,
+}
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def vsix(editor_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension compiled (TypeScript strict) and packaged with @vscode/vsce, as users get it."""
+    out = tmp_path_factory.mktemp("vsix") / "dgem-infill.vsix"
+    env = isolated_env(tmp_path_factory.mktemp("npm-home"))
+    bin_dir = EXTENSION_DIR / "node_modules" / ".bin"
+    run([str(bin_dir / "tsc"), "-p", "."], EXTENSION_DIR, env, 300)
+    run(
+        [str(bin_dir / "vsce"), "package", "--skip-license", "--allow-missing-repository", "--out", str(out)],
+        EXTENSION_DIR,
+        env,
+        300,
+    )
+    return out
+
+
+class CodeServer:
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path):
+        self.process = process
+        self.url = url
+        self.log = log
+
+
+@pytest.fixture(scope="module")
+def code_server(
+    vsix: Path, editor_model: Model, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CodeServer, Path]]:
+    home = tmp_path_factory.mktemp("code-server-home")
+    workspace = tmp_path_factory.mktemp("workspace")
+    (workspace / "shout.py").write_text(SAMPLE)
+    env = isolated_env(home, PATH=f"{NODE24.parent}{os.pathsep}{os.environ['PATH']}")
+    config = home / "config.yaml"
+    config.write_text("bind-addr: 127.0.0.1:0\nauth: none\ncert: false\n")
+    user_data, extensions = home / "user-data", home / "extensions"
+    settings = dict(
+        USER_SETTINGS,
+        **{
+            "dgemInfill.server.command": str(server_executable()),
+            "dgemInfill.device": "cpu",
+            "dgemInfill.maxTokens": 16,
+        },
+    )
+    if editor_model.path is not None:
+        settings["dgemInfill.model"] = str(editor_model.path)
+    (user_data / "User").mkdir(parents=True)
+    (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
+    common = [
+        str(CODE_SERVER),
+        "--config",
+        str(config),
+        "--user-data-dir",
+        str(user_data),
+        "--extensions-dir",
+        str(extensions),
+    ]
+    run([*common, "--install-extension", str(vsix)], home, env, 120)
+
+    log = home / "code-server.log"
+    process = subprocess.Popen(
+        [
+            *common,
+            "--bind-addr",
+            "127.0.0.1:0",
+            "--auth",
+            "none",
+            "--disable-telemetry",
+            "--disable-update-check",
+            "--disable-workspace-trust",
+            "--reconnection-grace-time",
+            "5",
+            str(workspace),
+        ],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = read_listening_url(process, log)
+        yield CodeServer(process, f"{url}?folder={workspace}", log), workspace
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def read_listening_url(process: subprocess.Popen[str], log: Path) -> str:
+    """code-server's readiness signal: the line naming the port it bound (we asked for port 0).
+    The rest of its output keeps flowing to the log file from a background thread."""
+    import threading
+
+    assert process.stdout is not None
+    seen: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        with log.open("w") as sink:
+            for line in process.stdout:
+                sink.write(line)
+                sink.flush()
+                if not found and (match := LISTENING.search(line)):
+                    found.append(match.group(1))
+                    ready.set()
+                seen.append(line)
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(CODE_SERVER_START_S) or not found:
+        pytest.fail(f"code-server did not start within {CODE_SERVER_START_S} s:\n{''.join(seen)[-3000:]}")
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def session(code_server: tuple[CodeServer, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One scripted VS Code session (see vscode_driver.cjs); its JSON report plus the saved file."""
+    server, workspace = code_server
+    from .support import ARTIFACTS
+
+    artifacts = ARTIFACTS / "vscode"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium should have been installed by scripts/install-editors.sh")
+    env = isolated_env(
+        tmp_path_factory.mktemp("chromium-home"), CHROMIUM=chromium, NODE_PATH=str(PLAYWRIGHT_MODULES)
+    )
+    done = subprocess.run(
+        [str(NODE24), str(DRIVER), server.url, str(workspace / "shout.py"), str(artifacts)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DRIVER_S,
+    )
+    (artifacts / "driver.log").write_text(done.stderr)
+    shutil.copyfile(server.log, artifacts / "code-server.log")
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    report["artifacts"] = artifacts
+    report["file"] = (workspace / "shout.py").read_text()
+    return report
+
+
+def no_error(session: dict[str, Any]) -> None:
+    if "error" in session:
+        pytest.fail(
+            f"the VS Code session failed: {session['error']}\n"
+            f"status bar: {session.get('statusAtError')}\nsee {session['artifacts']}"
+        )
+
+
+def squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def test_typing_shows_ghost_text_and_tab_saves_it_to_disk(
+    session: dict[str, Any], editor_model: Model
+) -> None:
+    no_error(session)
+    ghost, typed = session["ghost"], session["typed"]
+    assert ghost.strip(), "no ghost text was shown"
+    save_docs_image(session["artifacts"] / "vscode-ghost-text.png", "vscode.png", editor_model)
+    # The rewrite later changed line 2 only; the typed line and the accepted ghost text follow `def shout`.
+    accepted = session["file"].split("def shout(text):\n", 1)[1]
+    assert accepted.startswith(typed)
+    assert squeeze(accepted[len(typed) :]) == squeeze(ghost)
+
+
+def test_status_bar_reports_ready_and_the_last_latency(session: dict[str, Any]) -> None:
+    no_error(session)
+    assert re.fullmatch(r"\S*\s*dgem( \d+ ms)?", session["readyStatus"])
+    assert re.search(r"dgem \d+ ms", session["statusAfterInfill"])
+
+
+def test_rewrite_of_a_selection_is_previewed_then_applied_on_tab(session: dict[str, Any]) -> None:
+    no_error(session)
+    preview = session["rewritePreview"]
+    assert preview, "no rewrite preview was shown"
+    lines = session["file"].split("\n")
+    new_text = " ⏎ ".join(preview).split(" ⏎ ")
+    assert lines[0] == "def mean(values):"
+    # Line 2 was "    total = 0"; its text after the indentation was selected and replaced.
+    assert squeeze("\n".join(lines[1 : 1 + len(new_text)])) == squeeze("\n".join(new_text))
+    assert "    for value in values:" in lines

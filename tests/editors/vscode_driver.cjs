@@ -1,0 +1,173 @@
+// Drives code-server (real VS Code in the browser) with playwright-core in Debian's Chromium, the way a
+// user would: open a Python file, type, wait for ghost text, accept it with Tab, save; then select a line,
+// rewrite it (Alt+R), wait for the streamed preview, accept it with Tab, save.
+//
+//   node vscode_driver.cjs URL FILE ARTIFACTS_DIR     (env CHROMIUM: the browser executable)
+//
+// Prints one JSON object (what was seen on screen) as its last line; the pytest side checks the files.
+"use strict";
+const fs = require("fs");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const [url, file, artifacts] = process.argv.slice(2);
+const fileName = path.basename(file);
+const SERVER_READY_MS = 180_000; // the extension starts the server; the server imports torch, loads the model
+const INFILL_MS = 60_000;
+const result = { steps: [] };
+
+function step(name) {
+    result.steps.push({ name, at: Date.now() });
+    console.error(`[vscode-driver] ${name}`);
+}
+
+/** Text of the status bar item of the extension ("dgem: loading", "dgem 42 ms", ...). */
+async function statusText(page) {
+    return page.evaluate(() => {
+        const items = [...document.querySelectorAll(".statusbar-item")];
+        const ours = items.find((item) => /\bdgem\b/.test(item.textContent ?? ""));
+        return ours ? (ours.textContent ?? "").trim() : "";
+    });
+}
+
+/** Ghost text in the editor, line by line (VS Code splits it into many spans; U+00A0 stands for spaces). */
+async function ghostText(page) {
+    return page.evaluate(() => {
+        const parts = [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')]
+            .filter((el) => !el.querySelector('[class*="ghost-text"]'))
+            .map((el) => (el.textContent ?? "").replace(/\u00a0/g, " "));
+        return parts.join("\n");
+    });
+}
+
+/** The text of ::after decorations in the editor (the rewrite preview and its hint). */
+async function afterDecorations(page) {
+    return page.evaluate(() => {
+        const texts = [];
+        for (const el of document.querySelectorAll(".monaco-editor .view-lines span")) {
+            const content = getComputedStyle(el, "::after").content;
+            if (content && content !== "none" && content !== "normal") {
+                texts.push(JSON.parse(content.replace(/^'|'$/g, '"')).replace(/\u00a0/g, " "));
+            }
+        }
+        return texts;
+    });
+}
+
+async function waitFor(what, timeoutMs, check) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const value = await check();
+        if (value) {
+            return value;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+}
+
+/** Ghost text once the infill has finished streaming and the last re-trigger has drawn it. */
+async function finishedGhost(page) {
+    let previous = null;
+    return waitFor("ghost text from a finished infill", INFILL_MS, async () => {
+        const [ghost, status] = [await ghostText(page), await statusText(page)];
+        const finished = /dgem \d+ ms/.test(status) && ghost.trim() !== "";
+        const stable = finished && ghost === previous;
+        previous = finished ? ghost : null;
+        return stable ? ghost : null;
+    });
+}
+
+/** Ctrl+S, then the file on disk: VS Code's own "saved" signal is not exposed to the page. */
+async function save(page, what) {
+    const before = fs.readFileSync(file, "utf8");
+    await page.keyboard.press("Control+S");
+    await waitFor(`${what} to be saved`, 10_000, () => fs.readFileSync(file, "utf8") !== before);
+}
+
+async function main() {
+    const browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM,
+        headless: true,
+        args: [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    try {
+        step("open VS Code");
+        await page.goto(url);
+        await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
+        result.serverStatusAtStart = await waitFor("the extension's status bar item", 60_000, () => statusText(page));
+
+        step(`open ${fileName}`);
+        await page.keyboard.press("Control+P");
+        await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+        await page.keyboard.type(fileName);
+        await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${fileName}"]`);
+        await page.keyboard.press("Enter");
+        await page.waitForSelector(".monaco-editor .view-lines:has-text('def shout')");
+        await page.click(".monaco-editor .view-lines");
+
+        step("wait for the model to load");
+        result.readyStatus = await waitFor("the server to be ready", SERVER_READY_MS, async () => {
+            const status = await statusText(page);
+            if (/error/.test(status)) {
+                throw new Error(`the extension reports an error: ${status}`);
+            }
+            return /^\S*\s*dgem( \d+ ms)?$/.test(status) ? status : null;
+        });
+
+        step("type at the end of the file");
+        await page.keyboard.press("Control+End");
+        result.typed = "    return text.up";
+        await page.keyboard.type(result.typed, { delay: 30 });
+        result.ghost = await finishedGhost(page);
+        result.statusAfterInfill = await statusText(page);
+        await page.screenshot({ path: path.join(artifacts, "vscode-ghost-text.png") });
+
+        step("accept with Tab and save");
+        await page.keyboard.press("Tab");
+        await waitFor("the ghost text to be accepted", 10_000, async () => (await ghostText(page)).trim() === "");
+        await save(page, "the accepted infill");
+
+        step("select line 2 and rewrite it");
+        await page.keyboard.press("Control+G");
+        await page.keyboard.type("2");
+        await page.keyboard.press("Enter");
+        await page.keyboard.press("Home");
+        await page.keyboard.press("Shift+End");
+        await page.keyboard.press("Alt+R");
+        const preview = await waitFor("the finished rewrite preview", INFILL_MS, async () => {
+            const texts = await afterDecorations(page);
+            return texts.some((text) => text.includes("Tab accept")) ? texts : null;
+        });
+        result.rewritePreview = preview.filter((text) => text.startsWith("→ ")).map((text) => text.slice(2));
+        await page.screenshot({ path: path.join(artifacts, "vscode-rewrite.png") });
+
+        step("accept the rewrite with Tab and save");
+        await page.keyboard.press("Tab");
+        await waitFor("the preview to close", 30_000, async () => (await afterDecorations(page)).length === 0);
+        await save(page, "the accepted rewrite");
+        step("done");
+    } catch (error) {
+        result.error = String(error && error.stack ? error.stack : error);
+        result.statusAtError = await statusText(page).catch(() => "");
+        await page.screenshot({ path: path.join(artifacts, "vscode-failure.png") }).catch(() => undefined);
+    } finally {
+        await browser.close();
+    }
+    console.log(JSON.stringify(result));
+}
+
+main().catch((error) => {
+    console.log(JSON.stringify({ error: String(error && error.stack ? error.stack : error) }));
+    process.exit(1);
+});
