@@ -27,7 +27,8 @@ local function render()
   for _, line in ipairs(vim.split(s.text, "\n", { plain = true })) do
     table.insert(virt_lines, { { line, "DgemInfillAdded" } })
   end
-  local hint = s.done and string.format("dgem-infill: %s accept, %s reject", keys.accept, keys.reject)
+  local hint = s.done
+      and string.format("dgem-infill: %s accept, %s reject", keys.accept or ":DgemRewriteAccept", keys.reject or ":DgemRewriteReject")
     or string.format("dgem-infill: rewriting (step %d)", s.step)
   table.insert(virt_lines, { { hint, "Comment" } })
   vim.api.nvim_buf_set_extmark(s.bufnr, M.ns, s.start_row, s.start_col, {
@@ -40,8 +41,10 @@ local function render()
 end
 
 local function unmap(bufnr)
-  for _, key in ipairs({ keys.accept, keys.reject }) do
-    pcall(vim.keymap.del, "n", key, { buffer = bufnr })
+  for _, key in pairs(keys) do
+    if key then
+      pcall(vim.keymap.del, "n", key, { buffer = bufnr })
+    end
   end
 end
 
@@ -117,8 +120,12 @@ function M.start(client, start_row, start_col, end_row, end_col)
   s.request_id = request_id
   session = s
   M.on_status("busy")
-  vim.keymap.set("n", keys.accept, M.accept, { buffer = bufnr, desc = "dgem-infill: accept the rewrite" })
-  vim.keymap.set("n", keys.reject, M.reject, { buffer = bufnr, desc = "dgem-infill: reject the rewrite" })
+  if keys.accept then
+    vim.keymap.set("n", keys.accept, M.accept, { buffer = bufnr, desc = "dgem-infill: accept the rewrite" })
+  end
+  if keys.reject then
+    vim.keymap.set("n", keys.reject, M.reject, { buffer = bufnr, desc = "dgem-infill: reject the rewrite" })
+  end
   render()
 end
 
