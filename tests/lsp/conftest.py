@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import pytest_lsp
-from lsp_harness import CLIENTS, SERVER_COMMAND, initialize_params, record_client_traffic
+from lsp_harness import CLIENTS, SERVER_COMMAND, RawConnection, initialize_params, record_client_traffic
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from engine.testing import write_tiny_native_model
@@ -57,3 +58,11 @@ async def slow_client(lsp_client: LanguageClient, tiny_model: Path):
     await lsp_client.initialize_session(initialize_params("visual-studio-code", options))
     yield
     await lsp_client.shutdown_session()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def raw(tiny_model: Path):
+    """A server spoken to in raw bytes (UTF-16 positions: the client offers no encodings)."""
+    connection = await RawConnection.start({"model": str(tiny_model), "device": "cpu"})
+    yield connection
+    await connection.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from typing import Any
 
@@ -93,3 +95,63 @@ async def raw_request(client: LanguageClient, method: str, params: Any) -> Any:
     finally:
         protocol.get_result_type = typed  # type: ignore[method-assign]
     return reply
+
+
+class RawConnection:
+    """A JSON-RPC peer that writes bytes as given: for messages no well-behaved client would send."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+        self.notifications: list[dict[str, Any]] = []
+
+    @classmethod
+    async def start(cls, initialization_options: dict[str, Any]) -> RawConnection:
+        process = await asyncio.create_subprocess_exec(
+            *SERVER_COMMAND, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        connection = cls(process)
+        init = {
+            "processId": None,
+            "rootUri": None,
+            "capabilities": {},
+            "initializationOptions": initialization_options,
+        }
+        await connection.request("initialize", init, request_id="init")
+        await connection.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        return connection
+
+    async def send_body(self, body: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await self.process.stdin.drain()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_body(json.dumps(message).encode("utf-8"))
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        length = 0
+        while (header := await self.process.stdout.readline()) not in (b"\r\n", b""):
+            if header.lower().startswith(b"content-length:"):
+                length = int(header.split(b":")[1])
+        if not length:
+            raise EOFError("the server closed its output")
+        return json.loads(await self.process.stdout.readexactly(length))
+
+    async def reply(self, request_id: Any) -> dict[str, Any]:
+        """Read until the response with `request_id`; notifications on the way are kept."""
+        while True:
+            message = await self.read()
+            if "method" not in message and message.get("id") == request_id:
+                return message
+            if "method" in message:
+                self.notifications.append(message)
+
+    async def request(self, method: str, params: Any, request_id: Any) -> dict[str, Any]:
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await self.reply(request_id)
+
+    async def close(self) -> None:
+        await self.request("shutdown", None, request_id="shutdown")
+        await self.send({"jsonrpc": "2.0", "method": "exit"})
+        await self.process.wait()
