@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class Limits:
     refinement_backlog: int = 64  # unsent refinements kept per request before coalescing
     max_final_backlog: int = 256  # unsent results/errors before the connection stops reading
     write_limit: int = 1 << 16  # bytes buffered in the socket before a send waits
+    # SO_SNDBUF per connection; None keeps the OS default (which may grow to megabytes per slow client).
+    send_buffer_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.hard_frame_bytes < self.max_frame_bytes:
@@ -298,6 +301,10 @@ async def open_server(
         return refusal
 
     async def handler(ws: ServerConnection) -> None:
+        if limits.send_buffer_bytes is not None:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
         await live.add(1)
         try:
             await _Connection(ws, service, limits, next(numbers)).serve()
