@@ -86,10 +86,11 @@ def vsix(editor_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class CodeServer:
-    def __init__(self, process: subprocess.Popen[str], url: str, log: Path):
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path, settings: Path):
         self.process = process
         self.url = url
         self.log = log
+        self.settings = settings
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,8 @@ def code_server(
     )
     try:
         url = read_listening_url(process, log)
-        yield CodeServer(process, f"{url}?folder={workspace}", log), workspace
+        settings_file = user_data / "User" / "settings.json"
+        yield CodeServer(process, f"{url}?folder={workspace}", log, settings_file), workspace
     finally:
         process.terminate()
         try:
@@ -201,7 +203,14 @@ def session(code_server: tuple[CodeServer, Path], tmp_path_factory: pytest.TempP
         tmp_path_factory.mktemp("chromium-home"), CHROMIUM=chromium, NODE_PATH=str(PLAYWRIGHT_MODULES)
     )
     done = subprocess.run(
-        [str(NODE24), str(DRIVER), server.url, str(workspace / "shout.py"), str(artifacts)],
+        [
+            str(NODE24),
+            str(DRIVER),
+            server.url,
+            str(workspace / "shout.py"),
+            str(artifacts),
+            str(server.settings),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -223,6 +232,10 @@ def no_error(session: dict[str, Any]) -> None:
         )
 
 
+def lines_after_shout(session: dict[str, Any]) -> list[str]:
+    return session["file"].split("def shout(text):\n", 1)[1].rstrip("\n").split("\n")
+
+
 def squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
@@ -234,8 +247,8 @@ def test_typing_shows_ghost_text_and_tab_saves_it_to_disk(
     ghost, typed = session["ghost"], session["typed"]
     assert ghost.strip(), "no ghost text was shown"
     save_docs_image(session["artifacts"] / "vscode-ghost-text.png", "vscode.png", editor_model)
-    # The rewrite later changed line 2 only; the typed line and the accepted ghost text follow `def shout`.
-    accepted = session["file"].split("def shout(text):\n", 1)[1]
+    # After `def shout` come the accepted infill, then the line of the accept-word step.
+    accepted = "\n".join(lines_after_shout(session)[:-1])
     assert accepted.startswith(typed)
     assert squeeze(accepted[len(typed) :]) == squeeze(ghost)
 
@@ -256,3 +269,30 @@ def test_rewrite_of_a_selection_is_previewed_then_applied_on_tab(session: dict[s
     # Line 2 was "    total = 0"; its text after the indentation was selected and replaced.
     assert squeeze("\n".join(lines[1 : 1 + len(new_text)])) == squeeze("\n".join(new_text))
     assert "    for value in values:" in lines
+
+
+def test_ghost_text_is_redrawn_as_refinements_stream_in(session: dict[str, Any]) -> None:
+    no_error(session)
+    series = session["ghostSeries"]
+    assert series and series[-1] == session["ghost"]
+    # Each distinct text drawn is one refinement the extension re-triggered the suggestion for; how many
+    # steps land between two frames depends on the machine, so only the last one is pinned down.
+
+
+def test_ctrl_right_accepts_one_word_and_keeps_the_rest(session: dict[str, Any]) -> None:
+    no_error(session)
+    typed, before = session["typedForWord"], session["ghostBeforeWord"]
+    after = session["ghostAfterWord"]["ghost"]
+    last_line = lines_after_shout(session)[-1].strip()
+    taken = last_line[len(typed) :]
+    assert last_line.startswith(typed) and taken, last_line
+    assert squeeze(before).startswith(squeeze(taken))
+    assert len(squeeze(after)) < len(squeeze(before))
+
+
+def test_a_missing_server_is_reported_with_the_setting_that_fixes_it(session: dict[str, Any]) -> None:
+    no_error(session)
+    message = session["missingServerMessage"]
+    assert "dgem-infill-not-installed" in message and "was not found" in message
+    assert "pip install dgem-infill" in message and "dgemInfill.server.command" in message
+    assert "error" in session["statusWhenMissing"]

@@ -2,7 +2,9 @@
 // user would: open a Python file, type, wait for ghost text, accept it with Tab, save; then select a line,
 // rewrite it (Alt+R), wait for the streamed preview, accept it with Tab, save.
 //
-//   node vscode_driver.cjs URL FILE ARTIFACTS_DIR     (env CHROMIUM: the browser executable)
+// Last, it points the server setting at a command that does not exist and reads the error VS Code shows.
+//
+//   node vscode_driver.cjs URL FILE ARTIFACTS_DIR   (env CHROMIUM: the browser executable)
 //
 // Prints one JSON object (what was seen on screen) as its last line; the pytest side checks the files.
 "use strict";
@@ -51,6 +53,24 @@ async function afterDecorations(page) {
             }
         }
         return texts;
+    });
+}
+
+/** Records every distinct ghost text the editor draws (a MutationObserver: no polling gaps). */
+async function recordGhostSeries(page) {
+    await page.evaluate(() => {
+        const seen = [];
+        window.__dgemGhostSeries = seen;
+        const read = () => {
+            const text = [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')]
+                .filter((el) => !el.querySelector('[class*="ghost-text"]'))
+                .map((el) => (el.textContent ?? "").replace(/\u00a0/g, " "))
+                .join("\n");
+            if (text.trim() && seen[seen.length - 1] !== text) {
+                seen.push(text);
+            }
+        };
+        new MutationObserver(read).observe(document.body, { subtree: true, childList: true, characterData: true });
     });
 }
 
@@ -126,10 +146,12 @@ async function main() {
         });
 
         step("type at the end of the file");
+        await recordGhostSeries(page);
         await page.keyboard.press("Control+End");
         result.typed = "    return text.up";
         await page.keyboard.type(result.typed, { delay: 30 });
         result.ghost = await finishedGhost(page);
+        result.ghostSeries = await page.evaluate(() => window.__dgemGhostSeries);
         result.statusAfterInfill = await statusText(page);
         await page.screenshot({ path: path.join(artifacts, "vscode-ghost-text.png") });
 
@@ -156,6 +178,37 @@ async function main() {
         await page.keyboard.press("Tab");
         await waitFor("the preview to close", 30_000, async () => (await afterDecorations(page)).length === 0);
         await save(page, "the accepted rewrite");
+
+        step("accept one word with Ctrl+Right");
+        await page.keyboard.press("Control+End");
+        await page.keyboard.press("Enter");
+        result.typedForWord = "value = text.lo"; // VS Code indents the new line itself
+        await page.keyboard.type(result.typedForWord, { delay: 30 });
+        result.ghostBeforeWord = await finishedGhost(page);
+        await page.keyboard.press("Control+ArrowRight");
+        result.ghostAfterWord = await waitFor("the ghost text to shrink", 10_000, async () => {
+            const ghost = await ghostText(page);
+            return ghost !== result.ghostBeforeWord ? { ghost } : null;
+        });
+        await page.keyboard.press("Escape");
+        await save(page, "the accepted word");
+
+        step("point the server setting at a missing command (Settings editor)");
+        await page.keyboard.press("Control+Comma");
+        await page.waitForSelector(".settings-editor .suggest-input-container", { state: "visible" });
+        await page.keyboard.type("dgemInfill.server.command");
+        const field = page.locator(".settings-editor .settings-body .setting-item-text").first().locator("input, textarea").first();
+        await field.waitFor({ state: "visible", timeout: 10_000 });
+        await field.fill("dgem-infill-not-installed");
+        result.missingServerMessage = await waitFor("the missing-server message", 30_000, () =>
+            page.evaluate(() => {
+                const toasts = [...document.querySelectorAll(".notifications-toasts .notification-toast")];
+                const text = toasts.map((toast) => toast.textContent ?? "").find((t) => t.includes("dgem-infill"));
+                return text ?? null;
+            }),
+        );
+        result.statusWhenMissing = await statusText(page);
+        await page.screenshot({ path: path.join(artifacts, "vscode-missing-server.png") });
         step("done");
     } catch (error) {
         result.error = String(error && error.stack ? error.stack : error);
