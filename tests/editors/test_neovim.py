@@ -92,7 +92,7 @@ class Neovim:
         """Opens a new file and waits until the plugin has attached the server to it."""
         path = self.folder / name
         path.write_text(text)
-        self.tmux.keys("Escape")
+        self.normal_mode()
         self.tmux.type(f":edit {path}")
         self.tmux.keys("Enter")
         marker = self.folder / f"attached-{name}"
@@ -117,8 +117,20 @@ class Neovim:
             explain=self.dump,
         )
 
-    def save(self) -> None:
+    def normal_mode(self) -> None:
+        """Esc, then wait for the mode line to clear: an Esc followed at once by ':' would read as Alt-:."""
         self.tmux.keys("Escape")
+        wait_until(
+            lambda: (
+                not any("-- INSERT --" in line or "-- VISUAL" in line for line in self.tmux.screen().lines())
+            ),
+            10,
+            "normal mode",
+            explain=self.dump,
+        )
+
+    def save(self) -> None:
+        self.normal_mode()
         self.tmux.type(":write")
         self.tmux.keys("Enter")
 
@@ -227,3 +239,31 @@ def test_dgem_rewrite_previews_a_selection_and_tab_applies_it(nvim: Neovim, arti
     # Only line 2 changed: the lines around it are as they were.
     assert after[0] == before[0] and after[-len(before[2:]) :] == before[2:]
     assert [line.rstrip() for line in after[1 : 1 + len(preview)]] == preview
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [("M-Right", "word"), ("C-M-Right", "line")],
+    ids=["alt-right-word", "ctrl-alt-right-line"],
+)
+def test_partial_accept_inserts_the_start_of_the_ghost_text(nvim: Neovim, key: str, what: str) -> None:
+    typed = "    return text.up"
+    path = nvim.open(f"partial-{what}.py", SAMPLE)
+    nvim.tmux.keys("G", "A", "Enter")
+    nvim.tmux.type(typed.strip())
+    screen = nvim.ghost()
+    row = screen.rows_with(GHOST)[0]
+    ghost_first_line = screen.colored(row, GHOST)
+    nvim.tmux.keys(key)
+    wait_until(
+        lambda: nvim.tmux.screen().colored(row, GHOST) != ghost_first_line, 10, f"{key} to take a {what}"
+    )
+    nvim.save()
+    line = wait_until(
+        lambda: (text := path.read_text()) != SAMPLE and text.split("\n")[row], 10, "the saved file"
+    )
+    taken = line[len(typed) :]
+    assert line.startswith(typed) and taken, line
+    assert ghost_first_line.startswith(taken)
+    if what == "line":
+        assert taken == ghost_first_line.rstrip()

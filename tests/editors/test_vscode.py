@@ -219,6 +219,7 @@ def session(code_server: tuple[CodeServer, Path], tmp_path_factory: pytest.TempP
     (artifacts / "driver.log").write_text(done.stderr)
     shutil.copyfile(server.log, artifacts / "code-server.log")
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    (artifacts / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     report["artifacts"] = artifacts
     report["file"] = (workspace / "shout.py").read_text()
     return report
