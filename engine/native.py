@@ -181,8 +181,12 @@ class NativeModel(nn.Module):
     # ---- inference: prefix cache + canvas -------------------------------------------------------
 
     @torch.inference_mode()
-    def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
-        """Causal pass over ids (T,) at positions start.. ; appends their keys/values to `cache`."""
+    def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Causal pass over ids (T,) at positions start.. ; appends their keys/values to `cache`.
+
+        Returns the new tokens' hidden states (1, T, D): `logits` of the last one predicts the next
+        token, which is what autoregressive decoding with this network needs.
+        """
         assert cache.length == start, "the prefix cache must end where the new tokens start"
         T = ids.shape[0]
         positions = torch.arange(start, start + T, device=ids.device)[None]  # (1, T)
@@ -200,6 +204,7 @@ class NativeModel(nn.Module):
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
             kv.length = start + T
+        return x
 
     @torch.inference_mode()
     def denoise(self, cache: NativeKV, canvas: torch.Tensor, hole: int) -> torch.Tensor:

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", parents=[common], help="latency benchmarks", argument_default=argparse.SUPPRESS)
     bench.add_argument("--quick", action="store_true", help="a CPU run under two minutes")
     bench.add_argument("--output", metavar="DIR", help="write JSON results (and plots) here")
+    bench.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    bench.add_argument("--accuracy", type=int, metavar="N", help="held-out holes for exact match (shipped model)")
+    bench.add_argument("--smoke", action="store_true", help="tiny shapes and one or two runs (tests)")
     return parser
 
 

@@ -1,0 +1,115 @@
+"""What one fill costs, part by part, measured on the engine's own pieces.
+
+Parts: tokenising the prefix, encoding it (per token), one denoising step (network layers + LM head),
+the LM head alone, the sampler's update, decoding the hole text, and the service's post-processing
+(tree-sitter analysis + filters). Two variants are timed inside the same run, as ratios: suffix-head
+length on the canvas, and the number of CPU threads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine import Engine
+from infill_server.bench.latency import Document
+from infill_server.bench.timing import Budget, Samples, repeat
+from infill_server.syntax import analyze, postprocess
+
+
+def _median_ms(fn, budget: Budget) -> float:
+    return round(repeat(fn, budget).p50, 3)
+
+
+def cost_breakdown(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
+    """p50 ms of each part of a fill of `slots` slots after `doc.prefix`."""
+    backend = engine.backend
+    prefix_ids = engine.prefix_ids(doc.prefix)
+    suffix_ids = engine.suffix_ids(doc.suffix)
+    device = backend.device
+    ids = torch.tensor(prefix_ids, dtype=torch.long)  # (P,)
+
+    def encode() -> None:
+        backend.extend(backend.new_cache(), ids, 0)
+
+    cache = backend.new_cache()
+    backend.extend(cache, ids, 0)
+    sampler = engine.make_sampler(slots, None, 0)
+    state = sampler.start(1, slots, device)
+    canvas = torch.cat((state.tokens, torch.tensor([suffix_ids], dtype=torch.long, device=device)), dim=1)  # (1, C)
+    logits = backend.denoise(cache, canvas, slots)  # (1, slots, V)
+    model = backend.model
+    width = getattr(getattr(model, "cfg", None), "dim", None)
+    hidden = torch.randn(1, slots, width or 1, device=device)  # (1, slots, D)
+    text = engine.tokenizer.decode(logits.argmax(-1)[0].tolist())
+    context = analyze(doc.prefix + doc.suffix, len(doc.prefix), "python")
+
+    parts = {
+        "tokenize_prefix_ms": _median_ms(lambda: engine.prefix_ids(doc.prefix), budget),
+        "encode_prefix_ms": _median_ms(encode, budget),
+        "denoise_step_ms": _median_ms(lambda: backend.denoise(cache, canvas, slots), budget),
+        "lm_head_ms": _median_ms(lambda: model.logits(hidden), budget) if width else None,
+        "sampler_update_ms": _median_ms(lambda: sampler.update(state, logits), budget),
+        "decode_text_ms": _median_ms(lambda: engine.tokenizer.decode(logits.argmax(-1)[0].tolist()), budget),
+        "postprocess_ms": _median_ms(lambda: postprocess(text, doc.prefix, doc.suffix, context), budget),
+        "analyze_ms": _median_ms(lambda: analyze(doc.prefix + doc.suffix, len(doc.prefix), "python"), budget),
+    }
+    parts["encode_per_token_ms"] = round(parts["encode_prefix_ms"] / len(prefix_ids), 4)
+    parts["prefix_tokens_encoded"] = len(prefix_ids)
+    parts["canvas_tokens"] = canvas.shape[1]
+    steps = sampler.max_steps
+    parts["steps"] = steps
+    per_fill = {
+        "encode (cold only)": parts["tokenize_prefix_ms"] + parts["encode_prefix_ms"],
+        "network layers": steps * (parts["denoise_step_ms"] - (parts["lm_head_ms"] or 0)),
+        "LM head": steps * (parts["lm_head_ms"] or 0),
+        "sampler": steps * parts["sampler_update_ms"],
+        "decode text": steps * parts["decode_text_ms"],
+        "post-processing": steps * parts["postprocess_ms"] + parts["analyze_ms"],
+    }
+    parts["per_fill_ms"] = {name: round(ms, 2) for name, ms in per_fill.items()}
+    return parts
+
+
+def suffix_head_variants(engine: Engine, doc: Document, slots: int, budget: Budget,
+                         heads: tuple[int, ...] = (0, 16, 64)) -> dict:
+    """Denoising-step time with 0/16/64 suffix tokens on the canvas, interleaved so load hits all alike."""
+    backend = engine.backend
+    cache = backend.new_cache()
+    backend.extend(cache, torch.tensor(engine.prefix_ids(doc.prefix), dtype=torch.long), 0)
+    suffix = engine.suffix_ids(doc.suffix)
+    mask = engine.tokenizer.special.mask or 0
+    canvases = {
+        head: torch.tensor([[mask] * slots + suffix[:head]], dtype=torch.long, device=backend.device)  # (1, C)
+        for head in heads
+    }
+    samples = {head: Samples() for head in heads}
+    another = budget.runs()
+    for head in heads:
+        backend.denoise(cache, canvases[head], slots)  # warm-up
+    while another():
+        for head in heads:
+            samples[head].add(repeat(lambda h=head: backend.denoise(cache, canvases[h], slots), Budget(1, 1, 0), 0).p50)
+    base = samples[heads[-1]].p50
+    return {f"suffix_head_{head}": {"step_ms_p50": round(samples[head].p50, 2),
+                                    "ratio_to_longest": round(samples[head].p50 / base, 3)} for head in heads}
+
+
+def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
+    """Denoising-step time with 1 thread and with all of torch's threads, interleaved."""
+    backend = engine.backend
+    cache = backend.new_cache()
+    backend.extend(cache, torch.tensor(engine.prefix_ids(doc.prefix), dtype=torch.long), 0)
+    suffix = engine.suffix_ids(doc.suffix)
+    canvas = torch.tensor([[engine.tokenizer.special.mask or 0] * slots + suffix], device=backend.device)  # (1, C)
+    default = torch.get_num_threads()
+    counts = sorted({1, default})
+    samples = {count: Samples() for count in counts}
+    another = budget.runs()
+    try:
+        while another():
+            for count in counts:
+                torch.set_num_threads(count)
+                samples[count].add(repeat(lambda: backend.denoise(cache, canvas, slots), Budget(1, 1, 0), 1).p50)
+    finally:
+        torch.set_num_threads(default)
+    return {f"threads_{count}": {"step_ms_p50": round(samples[count].p50, 2)} for count in counts}

@@ -1,0 +1,208 @@
+"""Side-by-side runs, reported as ratios measured inside one run.
+
+(a) reference: the engine against transformers' own `DiffusionGemmaForBlockDiffusion.generate()` on the same
+    DiffusionGemma-format checkpoint (one module object, same prefix ids, same steps, same output length);
+(b) autoregressive: diffusion infill against greedy next-token decoding of the same number of tokens with the
+    same native network's causal pass (`NativeModel.extend`, one token at a time), both from a warm prefix
+    cache; plus exact match of both on held-out single-line holes when the shipped model is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import sysconfig
+import time
+from pathlib import Path
+
+import torch
+
+from engine import Engine, InfillRequest
+from engine.native import NativeModel
+from infill_server.bench.latency import Document, timed_fill
+from infill_server.bench.timing import Budget, Samples, time_ms
+
+_fresh = itertools.count()
+
+
+# ---- (a) the engine against transformers' generate() ----------------------------------------------------
+
+
+def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
+    """Fill one canvas after `prefix` both ways; the checkpoint's sampler runs exactly max_steps steps."""
+    model = engine.backend.model
+    canvas = engine.info.canvas_length
+    steps = engine.defaults.max_steps
+    ids = torch.tensor([engine.prefix_ids(prefix)], device=engine.backend.device)  # (1, P)
+    passes = [0]
+    hook = model.model.decoder.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+
+    def reference() -> None:
+        model.generate(ids, max_new_tokens=canvas)
+
+    def ours_cold() -> int:
+        request = InfillRequest(prefix, "", max_tokens=canvas, steps=steps, cache_key=f"ref-{next(_fresh)}")
+        return timed_fill(engine, request)[2]
+
+    warm_request = InfillRequest(prefix, "", max_tokens=canvas, steps=steps, cache_key="ref-warm")
+    try:
+        reference()
+        reference_steps = passes[0]
+        our_steps = ours_cold()
+        engine.complete(warm_request)
+        samples = {"reference": Samples(), "engine_cold": Samples(), "engine_warm": Samples()}
+        another = budget.runs()
+        while another():  # interleaved, so a busy neighbour slows every side alike
+            samples["reference"].add(time_ms(reference))
+            samples["engine_cold"].add(time_ms(ours_cold))
+            samples["engine_warm"].add(time_ms(lambda: engine.complete(warm_request)))
+    finally:
+        hook.remove()
+    return {
+        "prefix_tokens": ids.shape[1],
+        "canvas_tokens": canvas,
+        "steps": {"reference": reference_steps, "engine": our_steps},
+        "ms": {name: s.summary() for name, s in samples.items()},
+        "speedup_cold": round(samples["reference"].p50 / samples["engine_cold"].p50, 3),
+        "speedup_warm": round(samples["reference"].p50 / samples["engine_warm"].p50, 3),
+    }
+
+
+# ---- (b) diffusion against autoregressive decoding -----------------------------------------------------
+
+
+class GreedyDecoder:
+    """Next-token decoding with the native network's causal pass, from a cached prefix."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.model: NativeModel = engine.backend.model
+        self.cache = engine.backend.new_cache()
+        self.prefix_length = 0
+        self.last_hidden: torch.Tensor | None = None  # (1, 1, D) of the prefix's last token
+
+    def set_prefix(self, ids: list[int]) -> None:
+        self.cache.truncate(0)
+        hidden = self.model.extend(self.cache, torch.tensor(ids, device=self.engine.backend.device), 0)  # (1, P, D)
+        self.prefix_length = len(ids)
+        self.last_hidden = hidden[:, -1:]
+
+    @torch.inference_mode()
+    def decode(self, tokens: int, stop_at_newline: bool = False) -> tuple[list[int], float]:
+        """Greedy tokens after the cached prefix -> (ids, ms to the first token)."""
+        self.cache.truncate(self.prefix_length)
+        special = self.engine.tokenizer.special
+        forbidden = torch.tensor([t for t in (special.mask, special.bos, special.pad) if t is not None])
+        hidden = self.last_hidden
+        out: list[int] = []
+        first_ms = 0.0
+        begin = time.perf_counter()
+        for position in range(self.prefix_length, self.prefix_length + tokens):
+            logits = self.model.logits(hidden[:, -1]).float()  # (1, V)
+            logits[:, forbidden] = -torch.inf
+            token = int(logits.argmax(-1))
+            if not out:
+                first_ms = (time.perf_counter() - begin) * 1000
+            out.append(token)
+            if token == special.eos or (stop_at_newline and "\n" in self.engine.tokenizer.decode([token])):
+                break
+            if len(out) < tokens:
+                ids = torch.tensor([token], device=self.engine.backend.device)  # (1,)
+                hidden = self.model.extend(self.cache, ids, position)  # (1, 1, D)
+        return out, first_ms
+
+
+def versus_autoregressive(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
+    """Warm-cache latency of a `slots`-token diffusion fill and of `slots` greedy tokens."""
+    decoder = GreedyDecoder(engine)
+    decoder.set_prefix(engine.prefix_ids(doc.prefix))
+    key = "ar-warm"
+    diffusion = InfillRequest(doc.prefix, doc.suffix, max_tokens=slots, cache_key=key)
+    no_suffix = InfillRequest(doc.prefix, "", max_tokens=slots, cache_key=key)
+    engine.complete(diffusion)
+    decoder.decode(slots)
+    samples = {name: Samples() for name in ("diffusion_first", "diffusion_final", "diffusion_no_suffix_final",
+                                            "autoregressive_first", "autoregressive_final")}
+    another = budget.runs()
+    while another():
+        first, final, steps = timed_fill(engine, diffusion)
+        samples["diffusion_first"].add(first)
+        samples["diffusion_final"].add(final)
+        samples["diffusion_no_suffix_final"].add(timed_fill(engine, no_suffix)[1])
+        begin = time.perf_counter()
+        first_ar = decoder.decode(slots)[1]
+        samples["autoregressive_final"].add((time.perf_counter() - begin) * 1000)
+        samples["autoregressive_first"].add(first_ar)
+    return {
+        "tokens": slots,
+        "diffusion_steps": steps,
+        "ms": {name: s.summary() for name, s in samples.items()},
+        "speedup_final": round(samples["autoregressive_final"].p50 / samples["diffusion_final"].p50, 3),
+        "speedup_final_no_suffix": round(
+            samples["autoregressive_final"].p50 / samples["diffusion_no_suffix_final"].p50, 3),
+    }
+
+
+# ---- accuracy on held-out code (shipped model only) ----------------------------------------------------
+
+
+def held_out_files(limit: int = 400) -> list[str]:
+    """Standard-library files of this Python that the training split rule holds out (by content hash)."""
+    from engine.train.corpus import split_of  # the same rule that split the training corpus
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        if "site-packages" in path.parts or "test" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if split_of(hashlib.sha256(text.encode("utf-8")).hexdigest()) == "eval":
+            texts.append(text)
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def single_line_holes(engine: Engine, count: int, max_tokens: int = 16, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(prefix, middle, suffix): the cursor inside a line, the hole to the line's end (1..max_tokens tokens)."""
+    rng = random.Random(seed)
+    files = held_out_files()
+    holes: list[tuple[str, str, str]] = []
+    while files and len(holes) < count:
+        text = rng.choice(files)
+        lines = text.split("\n")
+        index = rng.randrange(len(lines))
+        line = lines[index]
+        body = line.lstrip()
+        if len(body) < 4 or body.startswith("#"):
+            continue
+        start = len(line) - len(body) + rng.randrange(1, len(body))
+        middle = line[start:]
+        if not middle.strip() or len(engine.tokenizer.encode(middle)) > max_tokens:
+            continue
+        offset = sum(len(x) + 1 for x in lines[:index]) + start
+        holes.append((text[:offset], middle, text[offset + len(middle):]))
+    return holes
+
+
+def accuracy(engine: Engine, count: int) -> dict:
+    """Exact match (first line, trailing space ignored) of 16-slot diffusion fills and greedy decoding."""
+    holes = single_line_holes(engine, count)
+    decoder = GreedyDecoder(engine)
+    hits = {"diffusion": 0, "autoregressive": 0}
+    for prefix, middle, suffix in holes:
+        want = middle.rstrip()
+        result = engine.complete(InfillRequest(prefix, suffix, max_tokens=16))
+        if result is not None and result.text.split("\n")[0].rstrip() == want:
+            hits["diffusion"] += 1
+        decoder.set_prefix(engine.prefix_ids(prefix))
+        ids, _ = decoder.decode(16, stop_at_newline=True)
+        if engine.tokenizer.decode(ids).split("\n")[0].rstrip() == want:
+            hits["autoregressive"] += 1
+    n = max(len(holes), 1)
+    return {"holes": len(holes), "source": "held-out CPython stdlib files (split by content hash)",
+            "exact_match": {name: round(h / n, 4) for name, h in hits.items()}}

@@ -1,0 +1,121 @@
+"""Latency of real fills through the engine: first refinement and final text, per case.
+
+A case is (hole slots, prefix tokens, cache state):
+- cold: a new document, so the whole prefix window is tokenised and encoded;
+- warm: the same document and prefix again (the prefix cache holds it all);
+- keystroke: the cache holds the prefix, then one character is typed at the cursor.
+The native model reads at most `max_prefix_tokens` (1024) prefix tokens: a 4K-token prefix is cut to a
+window (whole strides of 256 tokens are dropped from the start); `encoded` reports what was encoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from engine import Engine, InfillRequest
+from infill_server.bench.timing import Budget, Samples
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository: real code to use as documents
+SOURCE_DIRS = ("engine", "infill_server", "lsp", "tests")
+
+
+def code_corpus(min_chars: int = 200_000) -> str:
+    """The project's own Python sources, concatenated: realistic code to cut documents from."""
+    parts: list[str] = []
+    total = 0
+    for folder in SOURCE_DIRS:
+        for path in sorted((SOURCE_ROOT / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            parts.append(text)
+            total += len(text)
+    text = "\n\n".join(parts)
+    return text * max(1, -(-min_chars // max(len(text), 1)))
+
+
+@dataclass(frozen=True)
+class Document:
+    prefix: str
+    suffix: str
+    prefix_tokens: int
+
+
+def cut_document(tokenizer: Tokenizer, corpus: str, prefix_tokens: int) -> Document:
+    """A cursor after `prefix_tokens` tokens of code, mid-line, with the rest of the code as suffix."""
+    window = corpus[: prefix_tokens * 12 + 4000]  # code tokens are far shorter than 12 characters
+    offsets = tokenizer.encode(window, add_special_tokens=False).offsets
+    cut = offsets[min(prefix_tokens, len(offsets)) - 1][1]
+    return Document(corpus[:cut], corpus[cut : cut + 4000], prefix_tokens)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    slots: int
+    prefix_tokens: int
+    cache: str
+    first: Samples = field(default_factory=Samples)
+    final: Samples = field(default_factory=Samples)
+    steps: int = 0
+    encoded: int = 0  # prefix tokens encoded by the last run
+
+    def row(self) -> dict:
+        return {
+            "case": self.name,
+            "slots": self.slots,
+            "prefix_tokens": self.prefix_tokens,
+            "cache": self.cache,
+            "first_ms": self.first.summary(),
+            "final_ms": self.final.summary(),
+            "steps": self.steps,
+            "encoded_tokens": self.encoded,
+        }
+
+
+def timed_fill(engine: Engine, request: InfillRequest) -> tuple[float, float, int]:
+    """(ms to the first refinement, ms to the final one, steps) of one fill."""
+    started = time.perf_counter()
+    first = None
+    steps = 0
+    for refinement in engine.infill(request):
+        if first is None:
+            first = time.perf_counter()
+        steps = refinement.step
+    end = time.perf_counter()
+    assert first is not None
+    return (first - started) * 1000, (end - started) * 1000, steps
+
+
+_fresh = itertools.count()
+
+
+def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,
+             steps: int | None) -> CaseResult:
+    result = CaseResult(f"{label} {doc.prefix_tokens} {cache}", slots, doc.prefix_tokens, cache)
+
+    def request(prefix: str, key: str) -> InfillRequest:
+        return InfillRequest(prefix, doc.suffix, max_tokens=slots, steps=steps, cache_key=key)
+
+    key = f"bench-{cache}-{doc.prefix_tokens}"
+    if cache != "cold":
+        engine.complete(request(doc.prefix, key))  # warm-up run, and it fills the cache
+    another = budget.runs()
+    while another():
+        if cache == "cold":
+            key = f"bench-cold-{next(_fresh)}"  # a document the cache has never seen
+            prefix = doc.prefix
+        elif cache == "keystroke":
+            engine.prefix_cache.sync(key, engine.prefix_ids(doc.prefix))  # untimed: back to the warm state
+            prefix = doc.prefix + "x"  # one character typed at the cursor
+        else:
+            prefix = doc.prefix
+        before = engine.stats.tokens_encoded
+        first, final, result.steps = timed_fill(engine, request(prefix, key))
+        result.encoded = engine.stats.tokens_encoded - before
+        result.first.add(first)
+        result.final.add(final)
+    return result

@@ -1,0 +1,37 @@
+"""`dgem-infill bench` mechanics on the tiny random model: a table, files, and one JSON line last.
+
+Timings are never asserted: they depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infill_server.cli import main
+
+HEADLINE_KEYS = {"first_ms_p50", "final_ms_p50", "multiline_ms_p50", "speedup_vs_reference",
+                 "speedup_vs_autoregressive"}
+
+
+def test_quick_bench_prints_a_table_and_ends_with_the_json_line(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick", "--smoke", "--model", str(tiny_model_dir), "--device", "cpu",
+              "--output", str(tmp_path)])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("dgem-infill bench (smoke)")
+    assert lines[1].split()[:3] == ["case", "first", "p50"]
+    assert any(line.startswith("single-line 256 warm") for line in lines)
+    assert any(line.startswith("(a) vs transformers generate()") for line in lines)
+    headline = json.loads(lines[-1])
+    assert set(headline) == HEADLINE_KEYS
+    assert all(isinstance(value, float | int) and value > 0 for value in headline.values())
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["vs_reference"]["steps"]["reference"] == results["vs_reference"]["steps"]["engine"]
+    assert {path.name for path in tmp_path.glob("bench-*.png")} == {
+        "bench-latency.png", "bench-breakdown.png", "bench-ratios.png"}
