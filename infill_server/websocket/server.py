@@ -211,12 +211,15 @@ class _Connection:
         self.outbox.put_final(messages.error(code, message, id))
 
     async def _write(self) -> None:
+        closed = False
         while True:
             frame = await self.outbox.get()
+            if closed:
+                continue  # keep draining, so a reader waiting for room wakes up and sees the close
             try:
                 await self.ws.send(frame)
             except ConnectionClosed:
-                return
+                closed = True
 
     def _restart_idle_timer(self) -> None:
         self._stop_idle_timer()
@@ -377,7 +380,10 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve(service, host, port, secret, allow_origins, ready=ready)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await serve(service, host, port, secret, allow_origins, ready=ready)
+        finally:
+            service.close()
 
     asyncio.run(main())

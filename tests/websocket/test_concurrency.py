@@ -129,3 +129,26 @@ async def test_cancel_stops_denoising_within_one_step_and_answers_cancelled(
         # The engine is free again: the next request on the same connection completes.
         await send(ws, type="infill", id="next", prefix="y = ", suffix="", max_tokens=4)
         assert_complete((await collect(ws, {"next"}))["next"])
+
+
+@pytest.mark.parametrize(
+    "limits", [Limits(write_limit=1024, send_buffer_bytes=4096, max_final_backlog=4, max_frame_bytes=20_000)]
+)
+async def test_client_that_floods_without_reading_is_throttled_and_cleaned_up_when_it_vanishes(
+    server: WsServer,
+) -> None:
+    ws = await client(server, sock=small_receive_buffer_socket(server.url), compression=None)
+    await server.wait_for_connection_count(1)
+    ws.transport.pause_reading()
+    bad = "{" + "x" * 10_000  # each gets an invalid_json error the client never reads
+
+    async def flood() -> None:
+        for _ in range(2000):  # 20 MB: far more than any socket buffer holds
+            await ws.send(bad)
+
+    sender = asyncio.create_task(flood())
+    done, _ = await asyncio.wait([sender], timeout=3)
+    assert not done, "the server kept reading from a client that reads nothing back"
+    sender.cancel()
+    ws.transport.abort()  # the client vanishes mid-flood
+    await asyncio.wait_for(server.wait_for_connection_count(0), WAIT)
