@@ -11,8 +11,18 @@ import enum
 from dataclasses import dataclass
 
 from .languages import COMMENT_TYPES, STRING_TYPES
-from .lexer import scan
-from .text import CLOSERS, OPENERS, STYLE_SAMPLE, WINDOW_CHARS, closers_only, detect_style, leading_ws, width
+from .lexer import Bracket, scan
+from .text import (
+    CLOSERS,
+    MATCHING,
+    OPENERS,
+    STYLE_SAMPLE,
+    WINDOW_CHARS,
+    closers_only,
+    detect_style,
+    leading_ws,
+    width,
+)
 from .window import ParsedWindow, parse_around, window_bounds
 
 
@@ -117,12 +127,39 @@ def _neighbour_indent(
     following = next((line for line in suffix_lines if line.strip()), None)
     if prev is None:
         return ""
-    if _opens_block(prev, language, inside_brackets=False):
+    # A comment that ends in `:` or `{` opens nothing.
+    if _opens_block(prev, language, inside_brackets=False) and not scan(prev, language).inside:
         return leading_ws(prev) + unit
     if following is None:
         return ""
     # Between two lines of a body, the body's indentation; after a body's last line, the outer one.
     return min(leading_ws(prev), leading_ws(following), key=width)
+
+
+def _statement_indent(window: str, line_start: int, events: list[Bracket]) -> str | None:
+    """Indentation of the line where the cursor line's statement began, when a bracket spans lines.
+
+    `for x in (a,\n           b):` has its body indented from `for`, not from the continuation line.
+    """
+    stack: list[Bracket] = []
+    at_line: list[Bracket] | None = None
+    lowest = 0
+    for bracket in events:
+        if at_line is None and bracket.pos >= line_start:
+            at_line, lowest = list(stack), len(stack)
+        if bracket.char in OPENERS:
+            stack.append(bracket)
+            continue
+        for depth in range(len(stack) - 1, -1, -1):
+            if stack[depth].char == MATCHING[bracket.char]:
+                del stack[depth:]
+                break
+        if at_line is not None:
+            lowest = min(lowest, len(stack))
+    if at_line is None or lowest >= len(at_line):
+        return None
+    opener = at_line[lowest]
+    return leading_ws(window[window.rfind("\n", 0, opener.pos) + 1 : opener.pos])
 
 
 def analyze(text: str, offset: int, language: str | None) -> Context:
@@ -157,7 +194,8 @@ def analyze(text: str, offset: int, language: str | None) -> Context:
 
     style = detect_style(text[max(lo, offset - STYLE_SAMPLE) : offset + STYLE_SAMPLE], language)
     if reason is Reason.AFTER_BLOCK_OPENER:
-        indent = leading_ws(before) + style.one_level
+        header = _statement_indent(text[lo:offset], line_start - lo, lexed.events)
+        indent = (leading_ws(before) if header is None else header) + style.one_level
     elif not (before + after).strip() and not before:
         prefix_lines = text[lo:line_start].split("\n")
         suffix_lines = text[line_end : line_end + WINDOW_CHARS].split("\n")

@@ -105,7 +105,10 @@ def test_multi_line_holes_are_larger_than_single_line_holes() -> None:
         ("python", "def f(x):\n    x = 1\n█\n    return x\n", "    "),  # blank line between body lines
         ("python", "def f(x):\n    return 1\n█\ndef g():\n    pass\n", ""),  # after the body: top level
         ("python", "def f(x):\n    if x:\n        █\n", "        "),  # what the user typed
+        ("python", "# Contributors:\n█\nx = 1\n", ""),  # a comment ending in `:` opens nothing
+        ("python", "for d in (a,\n          b):█\n", "    "),  # a header that spans lines
         ("javascript", "function f() {█}\n", "  "),
+        ("javascript", "function f(a,\n           b) {█\n", "  "),
         ("typescript", "class A {\n    m() {█\n", "        "),
         ("go", "package main\n\nfunc f() {█\n", "\t"),
         ("go", "package main\n\nfunc f() {\n█\n}\n", "\t"),
