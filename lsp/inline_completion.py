@@ -11,7 +11,6 @@ import asyncio
 
 from lsprotocol import types
 
-from infill_server.service import InfillJob, ServiceError
 from infill_server.syntax import language_for
 from lsp.context import window
 from lsp.positions import offset_at, position_at
@@ -51,7 +50,7 @@ async def inline_completion(
     # Typing the characters of the suggestion on screen keeps it, without a model call. An explicit
     # request (Invoked) always runs the model: the user is asking for alternatives.
     invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-    remembered = None if invoked else ls.host.service.lookup(uri, context.prefix, context.suffix)
+    remembered = None if invoked else ls.host.lookup(uri, context.prefix, context.suffix)
     if remembered is not None:
         stream.finish(remembered)
         return _items([remembered], at)
@@ -59,6 +58,8 @@ async def inline_completion(
     service = await ls.host.ready()
     if service is None:
         return _EMPTY
+    from infill_server.service import InfillJob, ServiceError  # loaded by now; see service_host
+
     job = InfillJob(
         document=uri,
         prefix=context.prefix,

@@ -20,7 +20,6 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
 from infill_server.protocol import ACCEPT_REWRITE_COMMAND, REJECT_REWRITE_COMMAND, REWRITE_COMMAND
-from infill_server.service import InfillJob, ServiceError
 from infill_server.syntax import language_for
 from lsp.context import window
 from lsp.positions import offset_at, position_at
@@ -123,26 +122,14 @@ class Rewrites:
             ls.protocol, uri=uri, version=document.version, request_id=rewrite_id, range=selection
         )
         try:
-            service = await ls.host.ready()
-            if service is None:
-                return None
-            context = window(text, start, end)
-            job = InfillJob(
-                document=uri + _JOB_KEY_SUFFIX,
-                prefix=context.prefix,
-                suffix=context.suffix,
-                language=language_for(document.language_id, document.path),
-                rewrite=True,
-                selection=text[start:end],
-            )
-            result = await service.infill(job, on_update=stream.update)
-        except ServiceError as error:
-            raise JsonRpcInternalError(message=f"rewrite failed: {error}") from None
+            result = await self._denoise(document, start, end, stream)
         except asyncio.CancelledError as cancelled:
             # pygls cannot answer a command whose task was cancelled; an error response it can send.
             raise JsonRpcRequestCancelled(message=f"rewrite {rewrite_id} was cancelled") from cancelled
         finally:
             self._running.pop(key, None)
+        if result is None:
+            return None
         stream.finish(result.text, result.steps)
         self._proposals[key] = Proposal(uri=uri, range=selection, original=text[start:end], text=result.text)
         while len(self._proposals) > MAX_PENDING:
@@ -154,6 +141,28 @@ class Rewrites:
             "range": _range_json(selection),
             "text": result.text,
         }
+
+    async def _denoise(self, document: Any, start: int, end: int, stream: RefinementStream) -> Any:
+        """The InfillResult for the selection start..end, or None without a model."""
+        service = await self._ls.host.ready()
+        if service is None:
+            return None
+        from infill_server.service import InfillJob, ServiceError  # imported by the load; see service_host
+
+        text = document.source
+        context = window(text, start, end)
+        job = InfillJob(
+            document=document.uri + _JOB_KEY_SUFFIX,
+            prefix=context.prefix,
+            suffix=context.suffix,
+            language=language_for(document.language_id, document.path),
+            rewrite=True,
+            selection=text[start:end],
+        )
+        try:
+            return await service.infill(job, on_update=stream.update)
+        except ServiceError as error:
+            raise JsonRpcInternalError(message=f"rewrite failed: {error}") from None
 
     def _cancel_with_request(self, request_id: Any, task: asyncio.Task[Any]) -> None:
         """pygls's `$/cancelRequest` cancels only the outer future of `workspace/executeCommand`, not

@@ -1,5 +1,9 @@
 """The InfillService this server drives: its configuration, loading it with `$/progress`, and failures.
 
+The service (and with it torch) is imported only when the model starts loading, in a worker thread:
+`initialize` is answered in about a second instead of after the ten seconds torch can take to import,
+so a client does not send its first requests to a server that has not finished starting.
+
 Configuration comes from three places, each overriding the last: the command line, the client's
 `initializationOptions`, and `workspace/didChangeConfiguration`. A bad value or a model that will not
 load is reported with `window/showMessage` and the log; the server keeps answering (empty results)
@@ -9,30 +13,32 @@ until a good configuration arrives.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from infill_server.config import ConfigError, ServiceConfig
-from infill_server.service import InfillService
+
+if TYPE_CHECKING:
+    from infill_server.service import InfillService
 
 log = logging.getLogger(__name__)
 
 # Clients may wrap settings in a section (VS Code: {"dgemInfill": {...}}); both forms are accepted.
-SETTINGS_SECTIONS = ("dgemInfill", "dgem-infill", "dgem")
+SETTINGS_SECTION = "dgemInfill"
 
 
 def _settings(values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         return {}
-    for section in SETTINGS_SECTIONS:
-        if isinstance(values.get(section), Mapping):
-            return dict(values[section])
+    if isinstance(values.get(SETTINGS_SECTION), Mapping):
+        return dict(values[SETTINGS_SECTION])
     return dict(values)
 
 
@@ -40,7 +46,7 @@ class ServiceHost:
     def __init__(self, server: LanguageServer, config: ServiceConfig):
         self._server = server
         self.config = config
-        self.service = InfillService(config)
+        self.service: InfillService | None = None  # created when loading starts
         self._loading: asyncio.Task[None] | None = None
 
     # -- configuration -------------------------------------------------------------------------
@@ -59,9 +65,8 @@ class ServiceHost:
     def apply_initialization_options(self, options: Any) -> None:
         """Before the model loads, so the first load already uses the client's settings."""
         config = self._merged(options)
-        if config is not None and config != self.config:
+        if config is not None:
             self.config = config
-            self.service = InfillService(config)
 
     async def apply_settings(self, settings: Any) -> None:
         config = self._merged(settings)
@@ -69,9 +74,10 @@ class ServiceHost:
             return
         self.config = config
         if self._loading is None:
-            self.service = InfillService(config)
-            return
+            return  # the first load will use it
         await self._await_loading()
+        if self.service is None:
+            return  # the service could not even be imported (already reported)
         try:
             await self._with_progress("dgem-infill: reloading the model", self.service.reconfigure(config))
         except Exception as error:  # noqa: BLE001 - any load failure is reported, never fatal
@@ -98,7 +104,11 @@ class ServiceHost:
     async def ready(self) -> InfillService | None:
         """The loaded service, or None when loading failed (already reported)."""
         await self._await_loading()
-        return self.service if self.service.state == "ready" else None
+        return self.service if self.service is not None and self.service.state == "ready" else None
+
+    def lookup(self, document: str, prefix: str, suffix: str) -> str | None:
+        """The rest of a suggestion the user is typing through (see InfillService.lookup)."""
+        return self.service.lookup(document, prefix, suffix) if self.service is not None else None
 
     async def _with_progress(self, title: str, work: Any) -> None:
         """Run `work` (the reconfigure coroutine, or None for a first load) inside a progress report."""
@@ -122,12 +132,14 @@ class ServiceHost:
 
         try:
             if work is None:
+                service_module = await asyncio.to_thread(importlib.import_module, "infill_server.service")
+                self.service = service_module.InfillService(self.config)
                 await self.service.load(report)
             else:
                 await work
         finally:
             if token is not None:
-                ok = self.service.state == "ready"
+                ok = self.service is not None and self.service.state == "ready"
                 progress.end(token, types.WorkDoneProgressEnd(message="ready" if ok else "failed"))
 
     async def _create_progress_token(self) -> str | None:
@@ -144,7 +156,8 @@ class ServiceHost:
         return token
 
     def close(self) -> None:
-        self.service.close()
+        if self.service is not None:
+            self.service.close()
 
     # -- reporting ------------------------------------------------------------------------------
 
