@@ -23,11 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from infill_server.config import ConfigError, ServiceConfig
-from infill_server.service import InfillJob, InfillService, ModelLoadError, ServiceError, Update
+from infill_server.errors import EngineError, ServiceError
 from infill_server.syntax import language_for
+
+if TYPE_CHECKING:
+    from infill_server.service import InfillService, Update
+
+# infill_server.service (and with it torch) is imported inside the commands that fill: `--stdio` must
+# answer `initialize` without waiting seconds for torch.
 
 StdioServer = Callable[[ServiceConfig], None]
 
@@ -171,6 +177,8 @@ class LiveView:
 
 
 async def run_complete(args: argparse.Namespace, out: IO[str]) -> int:
+    from infill_server.service import InfillJob, InfillService
+
     path, cursor = parse_location(args.location, getattr(args, "select", None))
     document = read_document(path)
     if cursor is not None:
@@ -211,6 +219,8 @@ def progress_printer(stream: IO[str]) -> Callable[[str, float], None]:
 
 
 async def run_batch(args: argparse.Namespace, out: IO[str]) -> int:
+    from infill_server.service import InfillService
+
     source = sys.stdin if args.input == "-" else _open_input(Path(args.input))
     target = open(args.output, "w", encoding="utf-8") if getattr(args, "output", None) else out  # noqa: SIM115
     service = InfillService(service_config(args))
@@ -237,6 +247,8 @@ def _open_input(path: Path) -> IO[str]:
 
 
 async def _batch_line(service: InfillService, line: str, number: int, args: argparse.Namespace) -> dict:
+    from infill_server.service import InfillJob
+
     try:
         item = json.loads(line)
     except json.JSONDecodeError as error:
@@ -269,7 +281,7 @@ def main(argv: Sequence[str] | None = None, stdio_server: StdioServer | None = N
     args = parser.parse_args(argv)
     try:
         status = dispatch(parser, args, stdio_server)
-    except (UsageError, ConfigError, ModelLoadError, ServiceError) as error:
+    except (UsageError, ConfigError, EngineError, ServiceError) as error:
         print(f"dgem-infill: {error}", file=sys.stderr)
         status = 2 if isinstance(error, UsageError | ConfigError) else 1
     except KeyboardInterrupt:

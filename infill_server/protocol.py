@@ -16,3 +16,6 @@ WS_CANCEL = "cancel"
 WS_REFINEMENT = "refinement"
 WS_RESULT = "result"
 WS_ERROR = "error"
+
+# Settings section a client may wrap its settings in (VS Code: {"dgemInfill": {...}}).
+SETTINGS_SECTION = "dgemInfill"

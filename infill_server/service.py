@@ -20,16 +20,13 @@ from dataclasses import dataclass, replace
 
 from engine import Engine, EngineError, InfillRequest, ModelLoadError
 from infill_server.config import ServiceConfig
+from infill_server.errors import ServiceError
 from infill_server.syntax import Context, Mode, analyze, postprocess
 
 __all__ = ["InfillJob", "InfillResult", "InfillService", "ModelLoadError", "ServiceError", "Update"]
 
 REWRITE_SLACK = 1.5  # a rewrite may grow: slots = selection tokens * slack + a few
 MAX_ALTERNATIVES = 3
-
-
-class ServiceError(Exception):
-    """A request the service cannot serve (no model, bad job); the message is for the user."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from infill_server.config import ConfigError, ServiceConfig
+from infill_server.protocol import SETTINGS_SECTION
 
 if TYPE_CHECKING:
     from infill_server.service import InfillService
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Clients may wrap settings in a section (VS Code: {"dgemInfill": {...}}); both forms are accepted.
-SETTINGS_SECTION = "dgemInfill"
 
 
 def _settings(values: Any) -> dict[str, Any]:
