@@ -65,7 +65,8 @@ def detect_style(text: str, language: str | None) -> IndentStyle:
     steps: Counter[int] = Counter()
     previous = 0
     for line in text.split("\n"):
-        if not line.strip():
+        # ` * ` lines of a block comment are aligned to the `/*`, not indented.
+        if not line.strip() or line.lstrip().startswith("*"):
             continue
         ws = leading_ws(line)
         if ws.startswith("\t"):

@@ -18,4 +18,8 @@ def end_before_auto_paired_closer(completion: str, hole: Hole) -> str:
     if not closers_only(hole.line_after):
         return completion
     body = completion.rstrip()
+    tail = completion[len(body) :]
+    if "\n" in tail:
+        # The fill already ends on a fresh line: keep its indentation there, drop extra blank lines.
+        return body + "\n" + tail.rsplit("\n", 1)[1]
     return body + "\n" + leading_ws(hole.line_before)

@@ -3,7 +3,10 @@
 - Continuation lines keep their columns but are re-rendered in the file's style (tabs vs spaces).
 - The first line, when it starts a line (blank cursor line), is moved to the block's indentation.
 - A fill that starts with a newline (cursor at the end of a line) is shifted as a whole so that its
-  first line sits at the block's indentation; a model often indents a body by its own habit.
+  first line sits at the block's indentation, but only when the model's indentation is clearly
+  wrong: not deeper than the cursor's line (a body left unindented), or off the file's grid (2
+  spaces in a 4-space file). A deeper, on-grid indentation is the model's call: continuation lines
+  of a ternary or a chained call are indented one level more than a plain body.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ def fit_indentation(completion: str, hole: Hole) -> str:
         anchor = next((line for line in lines[1:] if line.strip()), None)
         # A lone closer belongs to an outer block, so it says nothing about the body's indentation.
         if anchor is not None and not closers_only(anchor):
-            shift = target - _columns(leading_ws(anchor), hole.style)
+            found = _columns(leading_ws(anchor), hole.style)
+            line = _columns(leading_ws(hole.line_before), hole.style)
+            step = TAB_WIDTH if hole.style.tabs else hole.style.unit
+            if found <= line or (found - line) % step:
+                shift = target - found
     rest = [_reindent(line, shift, hole.style) for line in lines[1:]]
 
     first = lines[0]
