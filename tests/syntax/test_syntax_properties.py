@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import infill_server.syntax as package
 from infill_server.syntax import LANGUAGES, Mode, analyze, postprocess
 
 CODE_CHARS = st.sampled_from(list("abc xy_01(){}[]:;,.=+-'\"`#/*\\\n\t    é👋"))
@@ -28,3 +31,19 @@ def test_analyze_and_postprocess_accept_any_text(
     if context.mode is Mode.SINGLE_LINE:
         assert "\n" not in ghost
     assert ghost == "" or ghost.strip()
+
+
+def test_the_true_continuation_is_never_corrupted_only_shortened() -> None:
+    # A perfect model would output what really follows the cursor; every filter may cut it,
+    # none may change it. This package's own source serves as the document.
+
+    for path in sorted(Path(package.__file__).parent.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for offset in range(0, len(text), 53):
+            for length in (15, 120):
+                end = text.find("\n", offset + length)
+                end = len(text) if end == -1 else end
+                truth = text[offset:end]
+                context = analyze(text, offset, "python")
+                ghost = postprocess(truth, text[:offset], text[end:], context)
+                assert truth.startswith(ghost), (path.name, offset, truth, ghost)
