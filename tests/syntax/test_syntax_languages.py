@@ -27,7 +27,7 @@ from infill_server.syntax.languages import parser_for
         (None, "web/App.TSX", "tsx"),
         (None, "cmd/main.go", "go"),
         (None, "src/lib.rs", "rust"),
-        (None, "file:///home/u/project/main.rs", "rust"),
+        (None, "file:///project/src/main.rs", "rust"),
         (None, "file:///c%3A/Users/u/x.py?version=2", "python"),
         (None, "C:\\Users\\u\\x.ts", "typescript"),
         ("plaintext", "notes/x.py", "python"),  # an id we do not parse falls back to the path
