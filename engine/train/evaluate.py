@@ -1,8 +1,9 @@
 """Held-out infilling evaluation: cut holes in files the model never trained on, fill them, score them.
 
-Two steps, because the held-out files live where the corpus is built:
-- `cut` (where the corpus is): from the corpus's eval.jsonl, cut single-line, multi-line (2-8 lines)
-  and random-span holes, deterministically, into a small holes.jsonl.xz that travels back.
+Two steps:
+- `cut`: from the held-out files (the corpus's eval.jsonl where it was built, or the files of this
+  machine whose hash the training manifest lists as held out), cut single-line, multi-line (2-8 lines)
+  and random-span holes, deterministically, into a small holes.jsonl.xz.
 - `run` (anywhere): fill every hole with a model, for true length (slots = tokens of the real middle)
   and unknown length (slots sized from the syntax at the cursor, output post-processed as users see
   it), at several step budgets; report exact match, edit similarity, Python files that still parse,
@@ -10,6 +11,7 @@ Two steps, because the held-out files live where the corpus is built:
 
 Usage:
     python -m engine.train.evaluate cut --corpus CORPUS_DIR --out engine/train/eval_holes.jsonl.xz
+    python -m engine.train.evaluate cut --manifest engine/train/manifest.jsonl.xz --js .device/js_corpus.tar.xz
     python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--tokens-per-step 1,2,4]
 """
 
@@ -89,13 +91,33 @@ def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
     yield Hole(f"{path}#span", language, "random_span", text[:begin], text[begin:end], text[end:])
 
 
-def cut(corpus: Path, out: Path, per_language: int) -> None:
+def held_out_here(manifest: Path, js_archive: Path) -> list[dict]:
+    """Held-out files rebuilt on this machine: every local source file (this Python's standard library,
+    the packed JavaScript) whose content hash the training manifest lists as `eval`. Identical bytes
+    mean the file was held out where the model trained; anything else is left out, so no near-copy of
+    a training file can slip in."""
+    from engine.train.corpus import stdlib_files, unpack_js
+
+    with lzma.open(manifest, "rt", encoding="utf-8") as handle:
+        held_out = {row["sha256"] for row in map(json.loads, handle) if row["split"] == "eval"}
+    files = [*stdlib_files(), *unpack_js(js_archive)]
+    return [{"path": f.path, "lang": f.language, "text": f.text} for f in files if f.sha256 in held_out]
+
+
+def language_of(path: str, corpus_language: str | None) -> str | None:
+    """The corpus says "javascript" for every npm file; the syntax layer needs TypeScript named."""
+    if path.endswith((".ts", ".mts", ".cts")) and not path.endswith(".d.ts"):
+        return "typescript"
+    if path.endswith(".d.ts"):
+        return None  # declarations only: not what an editor user writes
+    return corpus_language
+
+
+def cut(rows: list[dict], out: Path, per_language: int) -> None:
     by_language: dict[str, list[Hole]] = defaultdict(list)
-    with open(corpus / "eval.jsonl", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
     rows.sort(key=lambda row: hashlib.sha256(row["path"].encode()).hexdigest())  # a fixed, unbiased order
     for row in rows:
-        language = row.get("lang")
+        language = language_of(row["path"], row.get("lang"))
         if language not in LANGUAGES or len(by_language[language]) >= per_language * len(KINDS):
             continue
         if len(row["text"]) > 200_000:
@@ -242,7 +264,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("cut", help="cut holes from the corpus's held-out files")
-    make.add_argument("--corpus", type=Path, required=True, help="folder with eval.jsonl")
+    source = make.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", type=Path, help="folder with eval.jsonl (where the corpus was built)")
+    source.add_argument("--manifest", type=Path, help="training manifest: rebuild the held-out files here")
+    make.add_argument("--js", type=Path, default=Path(".device/js_corpus.tar.xz"), help="with --manifest")
     make.add_argument("--out", type=Path, default=HOLES_FILE)
     make.add_argument("--per-language", type=int, default=200, help="files per language")
     fill = commands.add_parser("run", help="fill the holes and score them")
@@ -256,7 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.command == "cut":
-        cut(args.corpus, args.out, args.per_language)
+        if args.corpus is not None:
+            with open(args.corpus / "eval.jsonl", encoding="utf-8") as handle:
+                rows = [json.loads(line) for line in handle]
+        else:
+            rows = held_out_here(args.manifest, args.js)
+        cut(rows, args.out, args.per_language)
     else:
         if not args.holes.is_file():
             sys.exit(f"{args.holes}: no holes file (run `cut` where the corpus is)")
