@@ -7,6 +7,7 @@ bf16 weights against the int8 ones, and single-line exact match.
 Usage:
     python -m engine.train.export --ckpt /tmp/dgem/ckpt --tokenizer tokenizer.json \\
         --corpus /tmp/dgem/corpus --manifest engine/train/manifest.jsonl.xz --out engine/weights
+    python -m engine.train.export --card-only --manifest engine/train/manifest.jsonl.xz --out engine/weights
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
         "## Training", "",
         f"- steps: {train.get('step', 0)}, examples: {train.get('examples', 0):,}, "
         f"tokens seen (real prefix + canvas tokens): {train.get('tokens', 0) / 1e9:.3f}B",
-        f"- training time: {train.get('train_seconds', 0) / 60:.1f} minutes on one H100 in "
-        f"{train.get('runs', 0)} run(s)",
+        f"- training time: {train.get('train_seconds', 0) / 60:.1f} minutes on one H100 (bf16 autocast, "
+        f"torch.compile, AdamW, warmup-stable-decay), {train.get('runs', 0)} process(es)",
         "- objective: masked diffusion on the hole (t ~ U(0,1], masked slots only) + 0.5 x next-token loss "
         "on the prefix; holes cut at character positions: single line 35%, 2-8 lines 25%, short mid-line "
         "span 20%, random span 15%, empty 5%; 30% of holes have the true length, the rest extra <pad> slots",
@@ -92,7 +93,8 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
     if "last_train" in train:
         last = train["last_train"]
         lines.append(f"- last logged training losses: diffusion {last['diffusion']:.3f}, "
-                     f"next-token {last['next_token']:.3f} at {last['tokens_per_s'] / 1e6:.2f}M tokens/s")
+                     f"next-token {last['next_token']:.3f}; throughput {last['tokens_per_s'] / 1e6:.2f}M tokens/s, "
+                     f"peak GPU memory {last.get('max_memory_gb', 0):.0f} GB at batch 192")
     if quality:
         bf16, int8, em = quality["bf16"], quality["int8"], quality["exact_match"]
         lines += [
@@ -118,22 +120,49 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
             f"{name} {count / 1e6:.1f} MB" for name, count in summary["licences"].most_common()) + ".",
             "", "Largest sources: " + ", ".join(
                 f"{name} ({count / 1e6:.1f} MB)" for name, count in summary["origins"].most_common(25)) + "."]
-    lines += ["", "## Reproduce", "", "See `engine/train/README.md` (corpus, tokenizer, training, export).", ""]
+    lines += ["", "Loss curve: `engine/train/loss_curve.png` (log: `engine/train/loss_log.jsonl`).", "",
+              "## Limits", "",
+              "- Small and briefly trained: expect short, local completions (finish a line, a call, an argument).",
+              "- Given more slots than the fill needs, <pad> slots are the most confident ones; a sampler must not",
+              "  commit pads ahead of text (grow the pad run from the right end only).",
+              "- Only Python and JavaScript/TypeScript were seen in training.",
+              "", "## Reproduce", "",
+              "See `engine/train/README.md`: `engine/train/device.sh` runs corpus, tokenizer, training and export on",
+              "the GPU machine; `python -m engine.train.export --card-only` rewrites this card.", ""]
     return "\n".join(lines)
+
+
+def rewrite_card(args: argparse.Namespace) -> None:
+    train = json.loads((args.out / "train_state.json").read_text())
+    cfg = NativeConfig.from_dict(train["config"])
+    index = args.out / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
+        "model.safetensors"]
+    params = sum(p.numel() for p in NativeModel(cfg).parameters())
+    summary = corpus_summary(args.manifest) if args.manifest and args.manifest.exists() else None
+    (args.out / "MODEL_CARD.md").write_text(card(cfg, params, files, args.out, train, train.get("quality"), summary))
+    print(f"rewrote {args.out / 'MODEL_CARD.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint folder (or an exported model folder)")
-    parser.add_argument("--tokenizer", type=Path, required=True)
+    parser.add_argument("--ckpt", type=Path, help="checkpoint folder (or an exported model folder)")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer.json to ship")
     parser.add_argument("--out", type=Path, default=Path("engine/weights"))
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder: measure held-out quality")
     parser.add_argument("--manifest", type=Path, default=None, help="manifest.jsonl.xz: data table in the card")
     parser.add_argument("--eval-batches", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=64, help="as in training, for comparable losses")
+    parser.add_argument("--card-only", action="store_true",
+                        help="rewrite OUT/MODEL_CARD.md from OUT/train_state.json; weights untouched")
     parser.add_argument("--exact-match-examples", type=int, default=512)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.card_only:
+        rewrite_card(args)
+        return
+    if args.ckpt is None or args.tokenizer is None:
+        parser.error("--ckpt and --tokenizer are required unless --card-only")
 
     train = json.loads((args.ckpt / "state.json").read_text()) if (args.ckpt / "state.json").exists() else {}
     if not train and (args.ckpt / "train_state.json").exists():
