@@ -48,11 +48,16 @@ class Samples:
 
 @dataclass(frozen=True)
 class Budget:
-    """At least `min_runs`, at most `max_runs`, and no new run once `seconds` have passed."""
+    """At least `min_runs`, at most `max_runs`, and no new run once `seconds` have passed.
+
+    Past `deadline` (a time.perf_counter() value for the whole run) a case gets one run only, so that a
+    run on a busy machine still ends in time (--quick promises under two minutes).
+    """
 
     min_runs: int
     max_runs: int
     seconds: float
+    deadline: float | None = None
 
     def runs(self) -> Callable[[], bool]:
         started = time.perf_counter()
@@ -60,8 +65,11 @@ class Budget:
 
         def another() -> bool:
             nonlocal count
-            elapsed = time.perf_counter() - started
-            go = count < self.min_runs or (count < self.max_runs and elapsed < self.seconds)
+            now = time.perf_counter()
+            if self.deadline is not None and now > self.deadline:
+                go = count == 0
+            else:
+                go = count < self.min_runs or (count < self.max_runs and now - started < self.seconds)
             count += go
             return go
 
