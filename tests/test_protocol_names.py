@@ -50,7 +50,9 @@ def test_protocol_strings_appear_only_in_the_protocol_modules(source: Path) -> N
     if source in (VSCODE_PROTOCOL, NVIM_PROTOCOL):
         assert set(literals) == set(expected().values())
     else:
-        assert literals == [], f"{source.name} spells protocol names itself; import them from its protocol module"
+        assert literals == [], (
+            f"{source.name} spells protocol names itself; import them from its protocol module"
+        )
 
 
 def test_every_server_name_is_used_by_both_clients() -> None:
@@ -60,3 +62,10 @@ def test_every_server_name_is_used_by_both_clients() -> None:
         # Declared once, used at least once elsewhere.
         assert vscode_code.count(name) >= 2, f"the VS Code extension never uses {name}"
         assert nvim_code.count(name) >= 2, f"the Neovim plugin never uses {name}"
+
+
+def test_vscode_settings_live_under_the_declared_section() -> None:
+    settings = (ROOT / "vscode-extension" / "src" / "settings.ts").read_text(encoding="utf-8")
+    assert f'export const SECTION = "{protocol.SETTINGS_SECTION}";' in settings
+    package = (ROOT / "vscode-extension" / "package.json").read_text(encoding="utf-8")
+    assert f'"{protocol.SETTINGS_SECTION}.model"' in package

@@ -2,9 +2,11 @@
 // user would: open a Python file, type, wait for ghost text, accept it with Tab, save; then select a line,
 // rewrite it (Alt+R), wait for the streamed preview, accept it with Tab, save.
 //
-// Last, it points the server setting at a command that does not exist and reads the error VS Code shows.
+// Then it switches to a scripted server (scripted_server.py: fixed refinements, slowly) to check that every
+// refinement is drawn and that accepting a word keeps the rest. Last, it points the server setting at a
+// command that does not exist and reads the error VS Code shows.
 //
-//   node vscode_driver.cjs URL FILE ARTIFACTS_DIR   (env CHROMIUM: the browser executable)
+//   node vscode_driver.cjs URL FILE ARTIFACTS_DIR SCRIPTED_SERVER   (env CHROMIUM: the browser executable)
 //
 // Prints one JSON object (what was seen on screen) as its last line; the pytest side checks the files.
 "use strict";
@@ -12,7 +14,7 @@ const fs = require("fs");
 const path = require("path");
 const { chromium } = require("playwright-core");
 
-const [url, file, artifacts] = process.argv.slice(2);
+const [url, file, artifacts, scriptedServer] = process.argv.slice(2);
 const fileName = path.basename(file);
 const SERVER_READY_MS = 180_000; // the extension starts the server; the server imports torch, loads the model
 const INFILL_MS = 60_000;
@@ -32,14 +34,24 @@ async function statusText(page) {
     });
 }
 
-/** Ghost text in the editor, line by line (VS Code splits it into many spans; U+00A0 stands for spaces). */
+/**
+ * Ghost text in the editor, line by line. VS Code splits it into many spans (one per token colour, one
+ * block per extra line) and writes U+00A0 for spaces.
+ */
+function readGhostText() {
+    const lines = new Map();
+    const leaves = [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')].filter(
+        (el) => !el.querySelector('[class*="ghost-text"]'),
+    );
+    for (const el of leaves) {
+        const line = el.closest(".view-line") ?? el.parentElement;
+        lines.set(line, (lines.get(line) ?? "") + (el.textContent ?? "").replace(/\u00a0/g, " "));
+    }
+    return [...lines.values()].join("\n");
+}
+
 async function ghostText(page) {
-    return page.evaluate(() => {
-        const parts = [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')]
-            .filter((el) => !el.querySelector('[class*="ghost-text"]'))
-            .map((el) => (el.textContent ?? "").replace(/\u00a0/g, " "));
-        return parts.join("\n");
-    });
+    return page.evaluate(readGhostText);
 }
 
 /** The text of ::after decorations in the editor (the rewrite preview and its hint). */
@@ -58,20 +70,17 @@ async function afterDecorations(page) {
 
 /** Records every distinct ghost text the editor draws (a MutationObserver: no polling gaps). */
 async function recordGhostSeries(page) {
-    await page.evaluate(() => {
+    await page.evaluate(`(() => {
+        const readGhostText = ${readGhostText.toString()};
         const seen = [];
         window.__dgemGhostSeries = seen;
-        const read = () => {
-            const text = [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')]
-                .filter((el) => !el.querySelector('[class*="ghost-text"]'))
-                .map((el) => (el.textContent ?? "").replace(/\u00a0/g, " "))
-                .join("\n");
+        new MutationObserver(() => {
+            const text = readGhostText();
             if (text.trim() && seen[seen.length - 1] !== text) {
                 seen.push(text);
             }
-        };
-        new MutationObserver(read).observe(document.body, { subtree: true, childList: true, characterData: true });
-    });
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    })()`);
 }
 
 async function waitFor(what, timeoutMs, check) {
@@ -105,6 +114,33 @@ async function save(page, what) {
     const before = fs.readFileSync(file, "utf8");
     await page.keyboard.press("Control+S");
     await waitFor(`${what} to be saved`, 10_000, () => fs.readFileSync(file, "utf8") !== before);
+}
+
+/** Changes a user setting through VS Code's Settings editor, as a user would. */
+async function setSetting(page, id, value) {
+    await page.keyboard.press("Control+Comma");
+    const search = page.locator(".settings-editor .suggest-input-container");
+    await search.waitFor({ state: "visible" });
+    await search.click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(id);
+    const field = page
+        .locator(".settings-editor .settings-body .setting-item-text")
+        .first()
+        .locator("input, textarea")
+        .first();
+    await field.waitFor({ state: "visible", timeout: 10_000 });
+    const before = await statusText(page);
+    await field.fill(value);
+    // VS Code writes the setting after a short pause; the extension then restarts the server.
+    await waitFor(`the extension to see ${id} change`, 10_000, async () => (await statusText(page)) !== before);
+}
+
+/** Back to the editor of FILE (closes the Settings editor). */
+async function backToFile(page) {
+    await page.keyboard.press("Control+W");
+    await page.waitForSelector(".monaco-editor .view-lines:has-text('def shout')");
+    await page.click(".monaco-editor .view-lines");
 }
 
 async function main() {
@@ -179,27 +215,36 @@ async function main() {
         await waitFor("the preview to close", 30_000, async () => (await afterDecorations(page)).length === 0);
         await save(page, "the accepted rewrite");
 
-        step("accept one word with Ctrl+Right");
+        step("switch to the scripted server");
+        await setSetting(page, "dgemInfill.server.command", scriptedServer);
+        await backToFile(page);
+        // A restarted server has no latency yet: plain "dgem" means the new one is up.
+        await waitFor("the scripted server to start", SERVER_READY_MS, async () =>
+            /^\S*\s*dgem$/.test(await statusText(page)),
+        );
+
+        step("type, watch every refinement, accept one word with Ctrl+Right");
         await page.keyboard.press("Control+End");
         await page.keyboard.press("Enter");
-        result.typedForWord = "value = text.lo"; // VS Code indents the new line itself
+        await recordGhostSeries(page);
+        result.typedForWord = "total = "; // VS Code indents the new line itself
         await page.keyboard.type(result.typedForWord, { delay: 30 });
         result.ghostBeforeWord = await finishedGhost(page);
+        result.scriptedSeries = await page.evaluate(() => window.__dgemGhostSeries);
         await page.keyboard.press("Control+ArrowRight");
-        result.ghostAfterWord = await waitFor("the ghost text to shrink", 10_000, async () => {
+        let previous = null;
+        result.ghostAfterWord = await waitFor("the rest of the ghost text to settle", 10_000, async () => {
             const ghost = await ghostText(page);
-            return ghost !== result.ghostBeforeWord ? { ghost } : null;
+            const settled = ghost !== result.ghostBeforeWord && ghost === previous;
+            previous = ghost;
+            return settled ? { ghost } : null;
         });
+        await page.screenshot({ path: path.join(artifacts, "vscode-accept-word.png") });
         await page.keyboard.press("Escape");
         await save(page, "the accepted word");
 
         step("point the server setting at a missing command (Settings editor)");
-        await page.keyboard.press("Control+Comma");
-        await page.waitForSelector(".settings-editor .suggest-input-container", { state: "visible" });
-        await page.keyboard.type("dgemInfill.server.command");
-        const field = page.locator(".settings-editor .settings-body .setting-item-text").first().locator("input, textarea").first();
-        await field.waitFor({ state: "visible", timeout: 10_000 });
-        await field.fill("dgem-infill-not-installed");
+        await setSetting(page, "dgemInfill.server.command", "dgem-infill-not-installed");
         result.missingServerMessage = await waitFor("the missing-server message", 30_000, () =>
             page.evaluate(() => {
                 const toasts = [...document.querySelectorAll(".notifications-toasts .notification-toast")];

@@ -27,7 +27,7 @@ let rewriter: Rewriter;
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
     output = vscode.window.createOutputChannel("dgem-infill", { log: true });
     status = new StatusBar();
-    ghost = new GhostText(() => client, status);
+    ghost = new GhostText(() => client, status, output);
     rewriter = new Rewriter(() => client, status, (uri) => ghost.suspend(uri));
     context.subscriptions.push(output, status, ghost, rewriter);
 
@@ -108,7 +108,7 @@ async function startClient(): Promise<void> {
         return;
     }
     output.appendLine(`starting ${launch.command} ${launch.args.join(" ")}`);
-    status.set("starting", `${launch.command} ${launch.args.join(" ")}`);
+    status.restarted(`${launch.command} ${launch.args.join(" ")}`);
     const serverOptions: ServerOptions = { command: launch.command, args: launch.args };
     // Assigned below; the middleware closes over it.
     let created: LanguageClient;

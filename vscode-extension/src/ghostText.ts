@@ -7,7 +7,9 @@
 // 2. that call answers as soon as the first refinement (or the final result) is there;
 // 3. every later dgem/refinement re-triggers the inline suggestion, and the provider answers at once
 //    with the latest refinement text; the final result replaces it when the request completes;
-// 4. the server request is cancelled only when the document or the cursor moved on.
+// 4. the server request is cancelled only when the document or the cursor moved on;
+// 5. typing the start of the ghost text, or accepting a word or a line of it, keeps the rest on screen
+//    without asking the server again.
 import * as vscode from "vscode";
 import { BaseLanguageClient, Middleware } from "vscode-languageclient";
 import { RefinementParams } from "./protocol";
@@ -27,6 +29,8 @@ interface InFlight {
     uri: string;
     version: number;
     position: vscode.Position;
+    /** The cursor's line up to the cursor when the request was sent. */
+    lineBefore: string;
     tokenSource: vscode.CancellationTokenSource;
     startedAt: number;
     requestId?: number | string;
@@ -45,6 +49,7 @@ export class GhostText implements vscode.Disposable {
     constructor(
         private readonly client: () => BaseLanguageClient | undefined,
         private readonly status: StatusBar,
+        private readonly log: vscode.LogOutputChannel,
     ) {}
 
     /** Middleware for the language client's inline completion provider. */
@@ -60,13 +65,18 @@ export class GhostText implements vscode.Disposable {
         }
         const uri = document.uri.toString();
         let request = this.inFlight;
+        this.log.debug(`provide v${document.version} ${position.line}:${position.character} ${context.triggerKind}`);
         const sameSpot =
             request !== undefined &&
             request.uri === uri &&
             request.version === document.version &&
             request.position.isEqual(position);
         if (!request || !sameSpot || this.forceFresh) {
+            const rest = this.forceFresh ? undefined : this.continuation(document, position);
             this.forceFresh = false;
+            if (rest) {
+                return [rest];
+            }
             request = this.start(document, position, context, next);
         }
         return this.answer(request, token);
@@ -112,6 +122,7 @@ export class GhostText implements vscode.Disposable {
             return true;
         }
         request.latest = new vscode.InlineCompletionItem(params.text, range);
+        this.log.debug(`refinement ${params.requestId} step ${params.step}: ${JSON.stringify(params.text)}`);
         this.wakeAll(request);
         if (settings.refinementDisplay() === "stream") {
             this.scheduleRetrigger(request);
@@ -127,6 +138,39 @@ export class GhostText implements vscode.Disposable {
         }
     }
 
+    /**
+     * The rest of the shown infill when the text typed (or partly accepted) since it was asked for is its
+     * beginning; it becomes the answer at the new cursor, so that further typing can continue it too.
+     */
+    private continuation(document: vscode.TextDocument, position: vscode.Position): vscode.InlineCompletionItem | undefined {
+        const request = this.inFlight;
+        const shown = request?.final ? firstItem(request.final) : undefined;
+        if (!request || !shown || request.uri !== document.uri.toString() || !position.isAfter(request.position)) {
+            return undefined;
+        }
+        const line = document.lineAt(request.position.line).text;
+        if (line.slice(0, request.position.character) !== request.lineBefore) {
+            return undefined;
+        }
+        const insertText = typeof shown.insertText === "string" ? shown.insertText : shown.insertText.value;
+        const starts = shown.range === undefined || shown.range.isEmpty;
+        const typed = document.getText(new vscode.Range(request.position, position));
+        if (!starts || !typed || !insertText.startsWith(typed) || typed.length >= insertText.length) {
+            return undefined;
+        }
+        const rest = new vscode.InlineCompletionItem(insertText.slice(typed.length), new vscode.Range(position, position));
+        this.inFlight = {
+            ...request,
+            version: document.version,
+            position,
+            lineBefore: document.lineAt(position.line).text.slice(0, position.character),
+            latest: undefined,
+            final: [rest],
+            wake: [],
+        };
+        return rest;
+    }
+
     private start(
         document: vscode.TextDocument,
         position: vscode.Position,
@@ -138,6 +182,7 @@ export class GhostText implements vscode.Disposable {
             uri: document.uri.toString(),
             version: document.version,
             position,
+            lineBefore: document.lineAt(position.line).text.slice(0, position.character),
             tokenSource: new vscode.CancellationTokenSource(),
             startedAt: Date.now(),
             wake: [],
@@ -147,7 +192,10 @@ export class GhostText implements vscode.Disposable {
         Promise.resolve(next(document, position, context, request.tokenSource.token)).then(
             (items) => {
                 request.final = items ?? [];
-                this.status.finished(Date.now() - request.startedAt);
+                if (this.inFlight === request) {
+                    // A superseded request also answers (empty); only the current one sets the status.
+                    this.status.finished(Date.now() - request.startedAt);
+                }
                 this.wakeAll(request);
                 if (request.latest !== undefined) {
                     this.scheduleRetrigger(request);
@@ -156,7 +204,7 @@ export class GhostText implements vscode.Disposable {
             (error: unknown) => {
                 request.failed = error;
                 request.final = null;
-                if (!request.tokenSource.token.isCancellationRequested) {
+                if (this.inFlight === request && !request.tokenSource.token.isCancellationRequested) {
                     this.status.set("error", `infill failed: ${String(error)}`);
                 }
                 this.wakeAll(request);
@@ -170,9 +218,11 @@ export class GhostText implements vscode.Disposable {
         const streaming = settings.refinementDisplay() === "stream";
         while (!token.isCancellationRequested && this.inFlight === request) {
             if (request.final !== undefined) {
+                this.log.debug("answer: final");
                 return request.final;
             }
             if (streaming && request.latest !== undefined) {
+                this.log.debug(`answer: ${JSON.stringify(request.latest.insertText)}`);
                 return [request.latest];
             }
             let onCancel: vscode.Disposable | undefined;
@@ -205,10 +255,21 @@ export class GhostText implements vscode.Disposable {
                 editor.document.uri.toString() === request.uri &&
                 editor.document.version === request.version &&
                 editor.selection.active.isEqual(request.position);
+            this.log.debug(`re-trigger (still at the request: ${stillHere})`);
             if (stillHere) {
-                void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+                void this.redraw();
             }
         }, RETRIGGER_INTERVAL_MS);
+    }
+
+    /**
+     * Makes VS Code ask the provider again at the same spot. A plain trigger is ignored there: VS Code
+     * treats its last request at the same document version and position as still good. Hiding first
+     * drops that request; the provider then answers at once from what this class holds.
+     */
+    private async redraw(): Promise<void> {
+        await vscode.commands.executeCommand("editor.action.inlineSuggest.hide");
+        await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
     }
 
     dispose(): void {
@@ -217,4 +278,11 @@ export class GhostText implements vscode.Disposable {
             clearTimeout(this.retriggerTimer);
         }
     }
+}
+
+function firstItem(items: Items): vscode.InlineCompletionItem | undefined {
+    if (!items) {
+        return undefined;
+    }
+    return Array.isArray(items) ? items[0] : items.items[0];
 }

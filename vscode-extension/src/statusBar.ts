@@ -35,6 +35,12 @@ export class StatusBar implements vscode.Disposable {
         this.render();
     }
 
+    /** A new server: forget the last one's latency. */
+    restarted(detail: string): void {
+        this.lastLatencyMs = undefined;
+        this.set("starting", detail);
+    }
+
     /** A request finished: back to ready, showing how long it took. */
     finished(latencyMs: number): void {
         this.lastLatencyMs = Math.round(latencyMs);
