@@ -58,6 +58,7 @@ USER_SETTINGS: dict[str, Any] = {
     "extensions.autoUpdate": False,
     "extensions.ignoreRecommendations": True,
     "git.enabled": False,
+    "files.autoSave": "off",
     "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
     "editor.suggestOnTriggerCharacters": False,
     "editor.wordBasedSuggestions": "off",
@@ -238,7 +239,12 @@ def no_error(session: dict[str, Any]) -> None:
 
 
 def lines_after_shout(session: dict[str, Any]) -> list[str]:
-    return session["file"].split("def shout(text):\n", 1)[1].rstrip("\n").split("\n")
+    """The lines after `def shout`: the accepted infill, then the accept-word step's line."""
+    lines = session["file"].split("def shout(text):\n", 1)[1].split("\n")
+    word_line = next(
+        i for i, line in enumerate(lines) if line.strip().startswith(session["typedForWord"].strip())
+    )
+    return lines[: word_line + 1]
 
 
 def squeeze(text: str) -> str:
@@ -289,6 +295,13 @@ def test_ctrl_right_accepts_one_word_and_keeps_the_rest(session: dict[str, Any])
     assert session["ghostBeforeWord"] == "return a + b"
     assert session["ghostAfterWord"]["ghost"] == " a + b"
     assert lines_after_shout(session)[-1] == "    total = return"
+
+
+def test_toggle_turns_ghost_text_off_and_alt_backslash_asks_again(session: dict[str, Any]) -> None:
+    no_error(session)
+    assert "dgem: off" in session["statusWhenOff"]
+    assert session["ghostWhileOff"].strip() == ""
+    assert session["ghostOnTrigger"] == FRAMES[-1]
 
 
 def test_a_missing_server_is_reported_with_the_setting_that_fixes_it(session: dict[str, Any]) -> None:

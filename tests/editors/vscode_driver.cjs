@@ -29,7 +29,8 @@ function step(name) {
 async function statusText(page) {
     return page.evaluate(() => {
         const items = [...document.querySelectorAll(".statusbar-item")];
-        const ours = items.find((item) => /\bdgem\b/.test(item.textContent ?? ""));
+        // "dgem: busy", "dgem 42 ms" (not a passing "dgem-infill off" status message)
+        const ours = items.find((item) => /^\S*\s*dgem(:| |$)/.test((item.textContent ?? "").trim()));
         return ours ? (ours.textContent ?? "").trim() : "";
     });
 }
@@ -242,6 +243,25 @@ async function main() {
         await page.screenshot({ path: path.join(artifacts, "vscode-accept-word.png") });
         await page.keyboard.press("Escape");
         await save(page, "the accepted word");
+
+        step("toggle off with Alt+Shift+\\, type, toggle on, trigger with Alt+\\");
+        await page.keyboard.press("Control+End");
+        await page.keyboard.press("Enter");
+        await page.keyboard.press("Alt+Shift+Backslash");
+        result.statusWhenOff = await waitFor("the status to show off", 10_000, async () => {
+            const status = await statusText(page);
+            return /off/.test(status) ? status : null;
+        });
+        await page.keyboard.type("x = ", { delay: 30 });
+        // Nothing to wait for when nothing should happen: give the scripted server (first frame at once) a second.
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        result.ghostWhileOff = await ghostText(page);
+        await page.keyboard.press("Alt+Shift+Backslash");
+        await waitFor("the status to leave off", 10_000, async () => !/off/.test(await statusText(page)));
+        await page.keyboard.press("Alt+Backslash");
+        result.ghostOnTrigger = await finishedGhost(page);
+        await page.keyboard.press("Escape");
+        await page.keyboard.press("Control+Z");
 
         step("point the server setting at a missing command (Settings editor)");
         await setSetting(page, "dgemInfill.server.command", "dgem-infill-not-installed");
