@@ -267,3 +267,23 @@ def test_partial_accept_inserts_the_start_of_the_ghost_text(nvim: Neovim, key: s
     assert ghost_first_line.startswith(taken)
     if what == "line":
         assert taken == ghost_first_line.rstrip()
+
+
+def test_a_missing_server_is_reported_with_the_fix(editor_tools: None, tmp_path: Path) -> None:
+    init = tmp_path / "init.lua"
+    init.write_text(
+        f"vim.opt.runtimepath:prepend({lua_string(str(NVIM_PLUGIN_DIR))})\n"
+        'require("dgem_infill").setup{ cmd = { "dgem-infill-not-installed", "--stdio" } }\n'
+    )
+    (tmp_path / "a.py").write_text("x = 1\n")
+    done = subprocess.run(
+        ["nvim", "--headless", "-u", str(init), "-i", "NONE", "a.py", "+DgemStatus", "+qall!"],
+        cwd=tmp_path,
+        env=isolated_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = done.stdout + done.stderr
+    assert '"dgem-infill-not-installed" was not found' in said and "pip install dgem-infill" in said, said
+    assert "dgem: error" in said
