@@ -125,6 +125,11 @@ export class Rewriter implements vscode.Disposable {
         if (session.requestId !== undefined && params.requestId !== session.requestId) {
             return false;
         }
+        // The rewrite's refinements cover the selection; a late one of an inline completion starts elsewhere.
+        const client = this.client();
+        if (session.requestId === undefined && client && !client.protocol2CodeConverter.asRange(params.range).start.isEqual(session.range.start)) {
+            return false;
+        }
         session.requestId = params.requestId;
         session.text = params.text;
         session.done = params.done;
