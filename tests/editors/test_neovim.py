@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .scripted_server import FRAMES
 from .support import NVIM_PLUGIN_DIR, Model, isolated_env, save_docs_image, server_executable, wait_until
 from .terminal import Screen, parse, save_png
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("editor_tools")]
 
+SCRIPTED_SERVER = Path(__file__).with_name("scripted_server.py")
 COLUMNS, ROWS = 100, 16
 GHOST = 244  # the palette colour the test's init.lua gives DgemInfillGhost, so ghost text is recognisable
 SERVER_START_S = 120  # importing torch and loading the model on a busy CI machine
@@ -135,15 +138,11 @@ class Neovim:
         self.tmux.keys("Enter")
 
 
-@pytest.fixture(scope="module")
-def nvim(
-    editor_tools: None, editor_model: Model, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Neovim]:
+def start_neovim(cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> Neovim:
     if shutil.which("nvim") is None or shutil.which("tmux") is None:
         pytest.fail("nvim and tmux should have been installed by scripts/install-editors.sh")
     home = tmp_path_factory.mktemp("nvim-home")
     folder = tmp_path_factory.mktemp("nvim-files")
-    cmd = [str(server_executable()), *editor_model.cli_args, "--stdio"]
     init = home / "init.lua"
     init.write_text(
         INIT_LUA.format(
@@ -157,11 +156,29 @@ def nvim(
     env.pop("TMUX", None)
     tmux = Tmux(home / "runtime" / "tmux.sock", env)
     tmux.start(["nvim", "-u", str(init), "-i", "NONE"])
-    editor = Neovim(tmux, folder)
+    return Neovim(tmux, folder)
+
+
+@pytest.fixture(scope="module")
+def nvim(
+    editor_tools: None, editor_model: Model, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Neovim]:
+    """Neovim with the plugin and the real server."""
+    editor = start_neovim([str(server_executable()), *editor_model.cli_args, "--stdio"], tmp_path_factory)
     try:
         yield editor
     finally:
-        tmux.close()
+        editor.tmux.close()
+
+
+@pytest.fixture(scope="module")
+def scripted_nvim(editor_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neovim]:
+    """Neovim with the plugin and scripted_server.py: fixed refinements, 0.25 s apart."""
+    editor = start_neovim([sys.executable, str(SCRIPTED_SERVER)], tmp_path_factory)
+    try:
+        yield editor
+    finally:
+        editor.tmux.close()
 
 
 def ghost_block(screen: Screen, row: int) -> list[str]:
@@ -287,3 +304,49 @@ def test_a_missing_server_is_reported_with_the_fix(editor_tools: None, tmp_path:
     said = done.stdout + done.stderr
     assert '"dgem-infill-not-installed" was not found' in said and "pip install dgem-infill" in said, said
     assert "dgem: error" in said
+
+
+def test_every_refinement_is_drawn_in_turn(scripted_nvim: Neovim) -> None:
+    scripted_nvim.open("stream.py", SAMPLE)
+    scripted_nvim.tmux.keys("G", "A", "Enter")
+    scripted_nvim.tmux.type("total = ")
+    drawn: list[str] = []
+
+    def final_frame_drawn() -> bool:
+        # The frames are 0.25 s apart; a capture every 50 ms sees each of them.
+        screen = scripted_nvim.tmux.screen()
+        rows = screen.rows_with(GHOST)
+        text = screen.colored(rows[0], GHOST) if rows else ""
+        if text and (not drawn or drawn[-1] != text):
+            drawn.append(text)
+        return text == FRAMES[-1]
+
+    wait_until(final_frame_drawn, INFILL_S, "the last scripted refinement", explain=scripted_nvim.dump)
+    assert drawn == FRAMES
+
+
+def test_accepting_a_word_keeps_the_rest_of_the_ghost_text(scripted_nvim: Neovim) -> None:
+    path = scripted_nvim.open("word.py", SAMPLE)
+    scripted_nvim.tmux.keys("G", "A", "Enter")
+    scripted_nvim.tmux.type("total = ")
+    screen = wait_until(
+        lambda: (
+            (s := scripted_nvim.tmux.screen()).rows_with(GHOST)
+            and FRAMES[-1] in s.colored(s.rows_with(GHOST)[0], GHOST)
+            and s
+        ),
+        INFILL_S,
+        "the scripted infill",
+    )
+    row = screen.rows_with(GHOST)[0]
+    scripted_nvim.tmux.keys("M-Right")
+    wait_until(
+        lambda: scripted_nvim.tmux.screen().colored(row, GHOST) == " a + b", 10, "the rest after one word"
+    )
+    scripted_nvim.tmux.keys("C-M-Right")
+    wait_until(
+        lambda: not scripted_nvim.tmux.screen().rows_with(GHOST), 10, "the rest of the line to be taken"
+    )
+    scripted_nvim.save()
+    text = wait_until(lambda: (t := path.read_text()) != SAMPLE and t, 10, "the saved file")
+    assert text.split("\n")[row] == "    total = return a + b"
