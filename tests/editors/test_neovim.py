@@ -350,3 +350,28 @@ def test_accepting_a_word_keeps_the_rest_of_the_ghost_text(scripted_nvim: Neovim
     scripted_nvim.save()
     text = wait_until(lambda: (t := path.read_text()) != SAMPLE and t, 10, "the saved file")
     assert text.split("\n")[row] == "    total = return a + b"
+
+
+def test_typing_the_start_of_the_ghost_text_keeps_the_rest(scripted_nvim: Neovim) -> None:
+    path = scripted_nvim.open("through.py", SAMPLE)
+    scripted_nvim.tmux.keys("G", "A", "Enter")
+    scripted_nvim.tmux.type("total = ")
+    screen = wait_until(
+        lambda: (
+            (s := scripted_nvim.tmux.screen()).rows_with(GHOST)
+            and FRAMES[-1] in s.colored(s.rows_with(GHOST)[0], GHOST)
+            and s
+        ),
+        INFILL_S,
+        "the scripted infill",
+    )
+    row = screen.rows_with(GHOST)[0]
+    # A new request would start the scripted frames again ("r___"); typing through must not send one.
+    scripted_nvim.tmux.type("ret")
+    wait_until(
+        lambda: scripted_nvim.tmux.screen().colored(row, GHOST) == "urn a + b", 10, "the rest after typing"
+    )
+    scripted_nvim.tmux.keys("Tab")
+    scripted_nvim.save()
+    text = wait_until(lambda: (t := path.read_text()) != SAMPLE and t, 10, "the saved file")
+    assert text.split("\n")[row] == "    total = return a + b"

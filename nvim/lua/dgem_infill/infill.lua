@@ -104,6 +104,9 @@ function M.request(client, trigger_kind, streaming)
       return
     end
     M.on_status("ready", now_ms() - request.started)
+    if request.moved then
+      return -- the user typed or accepted part of it: what shows is already its rest
+    end
     local items = result and (result.items or result) or {}
     if items[1] == nil then
       ghost.clear(bufnr)
@@ -122,8 +125,11 @@ end
 --- A dgem/refinement notification; true when it belonged to the request at the cursor.
 function M.on_refinement(params)
   local request = current
-  if request == nil or request.done or params.requestId ~= request.request_id then
+  if request == nil or params.requestId ~= request.request_id then
     return false
+  end
+  if request.done or request.moved then
+    return true
   end
   if params.version ~= vim.lsp.util.buf_versions[request.bufnr] then
     return true
@@ -156,7 +162,7 @@ local function insert(piece)
   request.row, request.col = new_row, new_col
   request.end_col = new_row == row and request.end_col + #piece or (request.end_col - col) + new_col
   request.text = rest
-  request.done = true -- later refinements of the old version no longer apply
+  request.moved = true
   ghost.show(bufnr, new_row, new_col, request.end_col, rest)
 end
 
@@ -192,13 +198,40 @@ function M.own_change(bufnr)
   return ours
 end
 
---- CursorMovedI: the ghost text stays only while the cursor is where it was drawn.
+--- Typing the start of the ghost text keeps the rest on screen (no new request): true when the text
+--- typed since the ghost was drawn is its beginning. Safe to call from both TextChangedI and
+--- CursorMovedI, whichever comes first.
+function M.typed_through()
+  local request = current
+  if not M.visible() or request.bufnr ~= vim.api.nvim_get_current_buf() then
+    return false
+  end
+  local row, col = cursor()
+  if row ~= request.row or col < request.col then
+    return false
+  end
+  if col == request.col then
+    return true
+  end
+  local line = vim.api.nvim_buf_get_lines(request.bufnr, row, row + 1, false)[1] or ""
+  local typed = line:sub(request.col + 1, col)
+  if request.text:sub(1, #typed) ~= typed or #typed >= #request.text then
+    return false
+  end
+  request.text = request.text:sub(#typed + 1)
+  request.end_col = request.end_col + #typed
+  request.col = col
+  request.moved = true
+  ghost.show(request.bufnr, row, col, request.end_col, request.text)
+  return true
+end
+
+--- CursorMovedI: the ghost text stays only while the cursor is where it was drawn (or typed through it).
 function M.cursor_still_at_ghost()
   if current == nil then
     return true
   end
-  local row, col = cursor()
-  return current.bufnr == vim.api.nvim_get_current_buf() and row == current.row and col == current.col
+  return M.typed_through()
 end
 
 return M

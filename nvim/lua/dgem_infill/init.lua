@@ -115,7 +115,7 @@ function M.trigger()
 end
 
 local function on_text_changed(bufnr)
-  if infill.own_change(bufnr) then
+  if infill.own_change(bufnr) or infill.typed_through() then
     return
   end
   infill.clear()
