@@ -268,6 +268,10 @@ def test_status_bar_reports_ready_and_the_last_latency(session: dict[str, Any]) 
     no_error(session)
     assert re.fullmatch(r"\S*\s*dgem( \d+ ms)?", session["readyStatus"])
     assert re.search(r"dgem \d+ ms", session["statusAfterInfill"])
+    # starting -> loading (the server's $/progress while the model loads) -> ready -> busy -> ready with latency
+    series = session["statusSeries"]
+    assert any("dgem: loading" in status for status in series), series
+    assert any("dgem: busy" in status for status in series), series
 
 
 def test_rewrite_of_a_selection_is_previewed_then_applied_on_tab(session: dict[str, Any]) -> None:

@@ -84,6 +84,22 @@ async function recordGhostSeries(page) {
     })()`);
 }
 
+/** Records every distinct text of the extension's status bar item, from VS Code's start on. */
+async function recordStatusSeries(page) {
+    await page.evaluate(() => {
+        const seen = [];
+        window.__dgemStatusSeries = seen;
+        new MutationObserver(() => {
+            for (const item of document.querySelectorAll(".statusbar-item")) {
+                const text = (item.textContent ?? "").trim();
+                if (/^\S*\s*dgem(:| |$)/.test(text) && seen[seen.length - 1] !== text) {
+                    seen.push(text);
+                }
+            }
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+}
+
 async function waitFor(what, timeoutMs, check) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -162,6 +178,7 @@ async function main() {
         step("open VS Code");
         await page.goto(url);
         await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
+        await recordStatusSeries(page);
         result.serverStatusAtStart = await waitFor("the extension's status bar item", 60_000, () => statusText(page));
 
         step(`open ${fileName}`);
@@ -190,6 +207,7 @@ async function main() {
         result.ghost = await finishedGhost(page);
         result.ghostSeries = await page.evaluate(() => window.__dgemGhostSeries);
         result.statusAfterInfill = await statusText(page);
+        result.statusSeries = await page.evaluate(() => window.__dgemStatusSeries);
         await page.screenshot({ path: path.join(artifacts, "vscode-ghost-text.png") });
 
         step("accept with Tab and save");

@@ -9,10 +9,9 @@ import {
     LanguageClientOptions,
     ServerOptions,
     State,
-    WorkDoneProgress,
-    WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
 import { GhostText } from "./ghostText";
+import { LoadingProgress } from "./progress";
 import { LspRange, REFINEMENT_NOTIFICATION, REWRITE_COMMAND, RefinementParams } from "./protocol";
 import { Rewriter } from "./rewrite";
 import * as settings from "./settings";
@@ -151,18 +150,7 @@ async function startClient(): Promise<void> {
             ghost.onRefinement(params);
         }
     });
-    // The server reports model loading with $/progress; follow it in the status bar as well.
-    created.onRequest(WorkDoneProgressCreateRequest.type, ({ token }) => {
-        created.onProgress(WorkDoneProgress.type, token, (value) => {
-            if (value.kind === "end") {
-                status.set("ready", value.message ?? "");
-                return;
-            }
-            const percent = value.percentage === undefined ? "" : ` ${value.percentage}%`;
-            const detail = [value.kind === "begin" ? value.title : "", value.message ?? ""].filter(Boolean).join(": ");
-            status.set("loading", `${detail}${percent}`);
-        });
-    });
+    created.registerFeature(new LoadingProgress(created, status));
     created.onDidChangeState(({ newState }) => {
         if (newState === State.Running && status.current === "starting") {
             status.set("ready");
