@@ -8,6 +8,8 @@ length on the canvas, and the number of CPU threads.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from engine import Engine
@@ -102,7 +104,7 @@ def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -
     suffix = engine.suffix_ids(doc.suffix)
     canvas = torch.tensor([[engine.tokenizer.special.mask or 0] * slots + suffix], device=backend.device)  # (1, C)
     default = torch.get_num_threads()
-    counts = sorted({1, default})
+    counts = sorted({1, default, os.cpu_count() or 1})  # 1 thread against every core, whatever --threads says
     samples = {count: Samples() for count in counts}
     another = budget.runs()
     try:
