@@ -8,7 +8,7 @@
 #                                                 background; returns a snapshot after WAIT seconds
 #   bash engine/train/device.sh wait WAIT         snapshot after WAIT more seconds (or at the end)
 #   bash engine/train/device.sh finish            wait for the end of training, full export
-#   bash engine/train/device.sh resume BUDGET STOP   fallback on a fresh machine: train in the
+#   bash engine/train/device.sh resume BUDGET STOP [ARGS]  on a fresh machine: train in the
 #                                                 foreground from engine/weights, STOP minutes
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -74,7 +74,7 @@ case "$1" in
   resume)
     prepare
     python3 -m engine.train.train --corpus "$W/corpus" --tokenizer "$TOK" --ckpt "$W/ckpt" \
-      --init-from engine/weights --budget-min "$2" --stop-min "$3" 2>&1 | tee "$W/train.log"
+      --init-from engine/weights --budget-min "$2" --stop-min "$3" "${@:4}" 2>&1 | tee "$W/train.log"
     export_to_out "$W/ckpt" 32 512
     ;;
   *) echo "unknown step $1" >&2; exit 2 ;;

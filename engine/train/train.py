@@ -151,12 +151,14 @@ def main(argv: list[str] | None = None) -> None:
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda",
     )
-    state = {"step": 0, "tokens": 0, "examples": 0, "train_seconds": 0.0, "runs": 0}
+    # train_seconds counts all training; schedule_seconds only this schedule's (restarts with --init-from)
+    state = {"step": 0, "tokens": 0, "examples": 0, "train_seconds": 0.0, "schedule_seconds": 0.0, "runs": 0}
     if (args.ckpt / "state.json").exists():
         saved = json.loads((args.ckpt / "state.json").read_text())
         model.load_state_dict(load_weights(args.ckpt))
         load_optimizer(args.ckpt, optimizer, saved.pop("param_groups"))
         state.update(saved)
+        state.setdefault("schedule_seconds", state["train_seconds"])
         print(f"resumed {args.ckpt}: step {state['step']}, {state['tokens'] / 1e9:.3f}B tokens", flush=True)
     elif args.init_from is not None:
         model.load_state_dict(load_weights(args.init_from))
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
     for batch in loader:
         step_start = time.time()
-        progress = state["train_seconds"] / budget_s
+        progress = state["schedule_seconds"] / budget_s
         lr = learning_rate(args, state["step"], progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -217,11 +219,13 @@ def main(argv: list[str] | None = None) -> None:
         state["examples"] += batch.prefix.shape[0]
         window_tokens += tokens
         if state["step"] > 3:  # the first steps are compilation, not training
-            state["train_seconds"] += time.time() - step_start
+            elapsed = time.time() - step_start
+            state["train_seconds"] += elapsed
+            state["schedule_seconds"] += elapsed
         if state["step"] % args.log_every == 0:
             rate = window_tokens / (time.time() - window_start)
             row = {"step": state["step"], "tokens": state["tokens"], "loss": float(loss.detach()),
-                   "diffusion": float(diffusion), "next_token": float(next_token), "lr": lr,
+                   "diffusion": float(diffusion.detach()), "next_token": float(next_token.detach()), "lr": lr,
                    "grad_norm": float(grad_norm), "tokens_per_s": rate, "progress": progress,
                    "wall_s": time.time() - wall_start,
                    "max_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0}
@@ -246,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         if done:
             break
     print(f"stopped: step {state['step']}, {state['tokens'] / 1e9:.3f}B tokens, "
-          f"{state['train_seconds'] / 60:.1f} training minutes of {args.budget_min}", flush=True)
+          f"{state['schedule_seconds'] / 60:.1f} training minutes of {args.budget_min} in this schedule, "
+          f"{state['train_seconds'] / 60:.1f} in all", flush=True)
     if progress >= 1.0 and math.isfinite(float(loss)):
         (args.ckpt / "DONE").write_text("schedule finished\n")
     os._exit(0)  # skip DataLoader worker teardown, which can hang on a full queue
