@@ -99,7 +99,9 @@ class ConfidenceCommit:
             temperature = self.temperature if self.temperature > 0 else 0.8
             warm = torch.softmax(logits[1:] / temperature, dim=-1)
             flat = warm.reshape(-1, warm.shape[-1])
-            sampled = torch.multinomial(flat, 1, generator=self.generator).view(warm.shape[:-1])
+            # the generator lives on the CPU, so seeded alternatives are the same on every device
+            sampled = torch.multinomial(flat.cpu(), 1, generator=self.generator).view(warm.shape[:-1])
+            sampled = sampled.to(logits.device)
             token[1:] = sampled
             confidence[1:] = probs[1:].gather(-1, sampled[..., None])[..., 0]
         return token, confidence

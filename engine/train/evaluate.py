@@ -29,7 +29,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HOLES_FILE = Path(__file__).resolve().parent / "eval_holes.jsonl.xz"
@@ -92,15 +92,15 @@ def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
 
 
 def held_out_here(manifest: Path, js_archive: Path) -> list[dict]:
-    """Held-out files rebuilt on this machine: every local source file (this Python's standard library,
-    the packed JavaScript) whose content hash the training manifest lists as `eval`. Identical bytes
+    """Held-out files rebuilt on this machine: every local source file (this Python's standard library
+    and installed packages, the packed JavaScript) whose content hash the training manifest lists as `eval`. Identical bytes
     mean the file was held out where the model trained; anything else is left out, so no near-copy of
     a training file can slip in."""
-    from engine.train.corpus import stdlib_files, unpack_js
+    from engine.train.corpus import site_package_files, stdlib_files, unpack_js
 
     with lzma.open(manifest, "rt", encoding="utf-8") as handle:
         held_out = {row["sha256"] for row in map(json.loads, handle) if row["split"] == "eval"}
-    files = [*stdlib_files(), *unpack_js(js_archive)]
+    files = [*stdlib_files(), *site_package_files(), *unpack_js(js_archive)]
     return [{"path": f.path, "lang": f.language, "text": f.text} for f in files if f.sha256 in held_out]
 
 
@@ -231,14 +231,18 @@ def run(args: argparse.Namespace) -> None:
     engine = Engine.load(args.model, device=args.device)
     holes = sample(load_holes(args.holes), args.per_group)
     results = []
-    settings = [("true", False)] + [("unknown", fit) for fit in args.fit_length]
-    for length, fit in settings:
+    trained = engine.defaults
+    settings = [("true", False, head) for head in args.suffix_head]
+    settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
+    for length, fit, head in settings:
+        engine.defaults = replace(trained, suffix_head_tokens=head)
         for tokens_per_step in args.tokens_per_step:
             filled = fill_all(engine, holes, length, tokens_per_step, fit)
             for (language, kind), rows in _grouped(filled).items():
                 result = score(rows)
-                results.append({"length": length, "fit_length": fit, "tokens_per_step": tokens_per_step,
-                                "language": language, "kind": kind, **result.__dict__})
+                results.append({"length": length, "fit_length": fit, "suffix_head": head,
+                                "tokens_per_step": tokens_per_step, "language": language, "kind": kind,
+                                **result.__dict__})
                 print(_row(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"model": engine.info.source, "results": results}, indent=1))
@@ -255,7 +259,7 @@ def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[
 def _row(result: dict) -> str:
     parsed = "-" if result["parses"] is None else f"{result['parses']:.1%}"
     length = result["length"] + ("+probe" if result["fit_length"] else "")
-    return (f"{length:<14} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
+    return (f"{length:<14} sfx {result['suffix_head']:<3} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
             f"{result['kind']:<12} n={result['count']:<4} exact {result['exact']:6.1%}  "
             f"edit-sim {result['similarity']:.3f}  parses {parsed:>6}  {result['ms_p50']:7.0f} ms p50")
 
@@ -278,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--tokens-per-step", type=lambda s: [float(x) for x in s.split(",")], default=[2.0])
     fill.add_argument("--fit-length", type=lambda s: [x == "on" for x in s.split(",")], default=[False, True],
                       help="unknown length with the length probe off/on (default: off,on)")
+    fill.add_argument("--suffix-head", type=lambda s: [int(x) for x in s.split(",")], default=[64],
+                      help="suffix tokens on the canvas, one run each (default: 64)")
     fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.command == "cut":

@@ -8,7 +8,7 @@ Parts, in order (each is skipped with a printed reason when the time budget or t
 2. native: the engine with a network of the shipped shape (random bf16 weights), hole tokens/s for one
    request through `Engine.infill`, and for batches of 1-32 concurrent fills of the same length;
 3. DiffusionGemma 26B-A4B: the published configuration with random bf16 weights, built on the meta device
-   and materialised on the GPU (never in host memory); through the engine's diffusion_gemma backend:
+   and materialised on the GPU, one tensor per distinct (tied) parameter (never in host memory); through the engine's diffusion_gemma backend:
    prefix encode per token, one 256-token denoising step, the implied tokens/s at 3-17 steps per canvas
    against the published 1,000 tokens/s, and a roofline (FLOPs and bytes per step over the peaks), for
    the MoE experts run eagerly, as grouped matmuls, and with the decoder layers under torch.compile.
@@ -186,7 +186,11 @@ def diffusion_gemma_available() -> str | None:
 
 
 def build_diffusion_gemma(text: dict, device: torch.device, dtype: torch.dtype, canvas: int):
-    """Random weights of the given shape, allocated straight on `device`: meta first, then to_empty + init."""
+    """Random weights of the given shape, allocated straight on `device` (never in host memory).
+
+    The encoder and decoder share one weight stack (25.4B unique parameters at full size). Built directly
+    on the GPU, both stacks exist before they are tied (102 GB); `to_empty` unties them again. So: build on
+    the meta device, where they are tied at no cost, then give each distinct parameter one GPU tensor."""
     from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
 
     config = DiffusionGemmaConfig(text_config=dict(text), canvas_length=canvas)
@@ -198,7 +202,18 @@ def build_diffusion_gemma(text: dict, device: torch.device, dtype: torch.dtype, 
             model = DiffusionGemmaForBlockDiffusion(config)
     finally:
         torch.set_default_dtype(previous)
-    model.to_empty(device=device)
+    materialised: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, parameter in list(module._parameters.items()):
+            if parameter is None:
+                continue
+            if id(parameter) not in materialised:
+                empty = torch.empty_like(parameter, device=device)
+                materialised[id(parameter)] = torch.nn.Parameter(empty, requires_grad=False)
+            module._parameters[name] = materialised[id(parameter)]
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.is_meta:
+                module._buffers[name] = torch.empty_like(buffer, device=device)
     with torch.no_grad():
         model.init_weights()  # fills every parameter and buffer (rotary tables, scales) on the device
         for parameter in model.parameters():
