@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real editors that tests/editors/ drives: Neovim, tmux, Chromium (Debian packages),
-# Node 24 + code-server + playwright-core (npm, under .tools/), and the VS Code extension's node_modules.
+# Node 24 + code-server + playwright-core (npm, cached under ~/.cache/dgem-infill/tools), and the VS Code
+# extension's node_modules.
 # Idempotent: every step is skipped when its result is already there, so a second run takes seconds.
 #
 #   scripts/install-editors.sh            install what is missing
@@ -8,7 +9,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS="$ROOT/.tools"
+# Outside the clone, so CI's fresh clones and every worktree share one install (code-server builds for
+# minutes); DGEM_TOOLS_DIR moves it.
+TOOLS="${DGEM_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dgem-infill/tools}"
 NODE_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
 PLAYWRIGHT_VERSION=1.65.1
@@ -17,7 +20,7 @@ APT_PACKAGES=(neovim tmux chromium libkrb5-dev)
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
 
-# npm's cache and config stay inside .tools/, never in $HOME; lockfiles never record a registry.
+# npm's cache stays inside the tools folder; lockfiles never record a registry.
 export npm_config_cache="$TOOLS/npm-cache"
 export npm_config_update_notifier=false
 export npm_config_fund=false

@@ -16,7 +16,11 @@ from typing import TypeVar
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools"
+# the same folder scripts/install-editors.sh installs into (outside the clone, shared by fresh clones)
+TOOLS = Path(
+    os.environ.get("DGEM_TOOLS_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dgem-infill" / "tools"
+)
 INSTALL_SCRIPT = ROOT / "scripts" / "install-editors.sh"
 ARTIFACTS = ROOT / "artifacts" / "editors"
 DOCS_IMAGES = ROOT / "docs" / "images"
@@ -34,7 +38,7 @@ T = TypeVar("T")
 
 
 def ensure_editor_tools() -> None:
-    """Installs the editors when they are missing (scripts/install-editors.sh, cached under .tools/).
+    """Installs the editors when they are missing (scripts/install-editors.sh, cached outside the clone).
 
     Skips only where they cannot be installed at all; a failed install is a test failure.
     """

@@ -1,6 +1,6 @@
 """Real Neovim (0.7.2, Debian's `neovim`) asks dgem-infill for an inline completion through its
 built-in LSP client and draws it as ghost text with extmarks. Installs nothing: run
-scripts/setup-test-tools.sh first (the test is skipped without nvim)."""
+scripts/install-editors.sh first (the test is skipped without nvim)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(NVIM is None, reason="nvim not installed (scripts/setup-test-tools.sh installs it)"),
+    pytest.mark.skipif(NVIM is None, reason="nvim not installed (scripts/install-editors.sh installs it)"),
 ]
 
 
