@@ -153,6 +153,9 @@ class InfillService:
             steps=job.steps or self.config.steps,
             cache_key=job.document,
             alternatives=max(1, min(job.alternatives, MAX_ALTERNATIVES)),
+            # Measured on held-out files (docs/quality): probing the length helps single-line fills
+            # (exact match 12.2% vs 10.0%) but cuts multi-line ones short (edit similarity 0.185 vs 0.229).
+            fit_length=None if context.mode is Mode.SINGLE_LINE and not job.rewrite else False,
         )
 
         def shape(text: str) -> str:
