@@ -59,14 +59,21 @@ def train_tiny_tokenizer(vocab_size: int = 400) -> Tokenizer:
     return tokenizer
 
 
-def write_tiny_native_model(path: Path, seed: int = 0, canvas_length: int = 256) -> Path:
-    """A complete dgem_native model directory with random weights (about 0.2M parameters)."""
+def write_random_native_model(
+    path: Path,
+    cfg: NativeConfig | None = None,
+    generation: dict | None = None,
+    seed: int = 0,
+    canvas_length: int = 256,
+) -> Path:
+    """A complete dgem_native model directory with random weights (shape `cfg`) and the tiny tokenizer;
+    the config and special ids are the ones engine/train/export.py writes for the shipped model."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tiny_tokenizer()
     tokenizer.save(str(path / "tokenizer.json"))
     torch.manual_seed(seed)
-    cfg = NativeConfig(vocab_size=tokenizer.get_vocab_size(), dim=64, n_layers=2, n_heads=2, ffn_dim=128)
+    cfg = cfg or NativeConfig(vocab_size=tokenizer.get_vocab_size(), dim=64, n_layers=2, n_heads=2, ffn_dim=128)
     model = NativeModel(cfg)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
     config = {
@@ -79,5 +86,11 @@ def write_tiny_native_model(path: Path, seed: int = 0, canvas_length: int = 256)
         "quantization": None,
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    (path / "generation_config.json").write_text(json.dumps({"default_slots": 8, "suffix_head_tokens": 16}))
+    generation = generation if generation is not None else {"default_slots": 8, "suffix_head_tokens": 16}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
     return path
+
+
+def write_tiny_native_model(path: Path, seed: int = 0, canvas_length: int = 256) -> Path:
+    """A complete dgem_native model directory with random weights (about 0.1M parameters)."""
+    return write_random_native_model(path, seed=seed, canvas_length=canvas_length)

@@ -6,15 +6,13 @@ benchmarks run a `NativeConfig()`-shaped network (the shipped shape) with the ti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from engine.model_dir import SHIPPED_MODEL
-from engine.native import NativeConfig, NativeModel
-from engine.testing import train_tiny_tokenizer
+from engine.native import NativeConfig
+from engine.testing import train_tiny_tokenizer, write_random_native_model
 
 
 def shipped_model_present() -> bool:
@@ -22,33 +20,14 @@ def shipped_model_present() -> bool:
 
 
 def write_shaped_native_model(path: Path, cfg: NativeConfig | None = None, seed: int = 0) -> Path:
-    """A dgem_native model directory with random weights of the shipped shape (NativeConfig() defaults).
-
-    The config, special ids and generation defaults match what engine/train/export.py writes.
-    """
+    """A dgem_native model directory with random weights of the shipped shape (NativeConfig() defaults)
+    and the shipped generation defaults."""
     path = Path(path)
     if (path / "config.json").is_file():
         return path  # written earlier in this run
-    path.mkdir(parents=True, exist_ok=True)
-    cfg = cfg or NativeConfig()
-    train_tiny_tokenizer().save(str(path / "tokenizer.json"))
-    torch.manual_seed(seed)
-    model = NativeModel(cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
-    config = {
-        "model_type": "dgem_native",
-        "noise": "mask",
-        "architecture": cfg.to_dict(),
-        "special_tokens": {"pad": 0, "eos": 1, "bos": 2, "mask": 3},
-        "max_prefix_tokens": 1024,
-        "canvas_length": 256,
-        "quantization": None,
-    }
-    (path / "config.json").write_text(json.dumps(config, indent=2))
     generation = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 64, "tokens_per_step": 2,
                   "max_steps": 48}
-    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    return path
+    return write_random_native_model(path, cfg or NativeConfig(), generation, seed)
 
 
 def reference_config(size: str = "small"):
