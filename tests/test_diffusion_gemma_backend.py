@@ -205,3 +205,66 @@ def test_uncached_hub_id_offline_is_a_one_line_model_load_error(
     with pytest.raises(ModelLoadError, match="dgem-infill-tests/no-such-model") as error:
         DiffusionGemmaBackend.load("dgem-infill-tests/no-such-model", torch.device("cpu"))
     assert "\n" not in str(error.value)
+
+
+# ---- the whole engine on the diffusion_gemma backend: uniform noise, streaming, cache, cancel ----------
+
+
+@pytest.fixture(scope="module")
+def gemma_engine(model_dir: Path):
+    from engine import Engine
+
+    return Engine.load(model_dir, device="cpu")
+
+
+def test_engine_streams_uniform_noise_steps_until_done(gemma_engine) -> None:
+    from engine import InfillRequest
+
+    assert gemma_engine.info.noise == "uniform"
+    steps = list(gemma_engine.infill(InfillRequest("def f(x):\n    return ", "\n\nprint(f(1))\n", max_tokens=8)))
+    assert steps and steps[-1].done and not any(r.done for r in steps[:-1])
+    assert [r.step for r in steps] == list(range(1, len(steps) + 1))
+    assert len(steps) <= gemma_engine.defaults.max_steps
+
+
+def test_engine_reuses_the_gemma_prefix_cache_on_an_edit(gemma_engine) -> None:
+    from engine import InfillRequest
+
+    prefix = "import os\n\ndef read(path):\n    with open(path) as f:\n        return "
+    gemma_engine.complete(InfillRequest(prefix, "\n", max_tokens=4, cache_key="doc", steps=2))
+    before = gemma_engine.stats.tokens_encoded
+    gemma_engine.complete(InfillRequest(prefix + "f", "\n", max_tokens=4, cache_key="doc", steps=2))
+    assert gemma_engine.stats.tokens_encoded - before <= 2
+
+
+def test_engine_cancel_stops_the_gemma_loop_between_steps(gemma_engine) -> None:
+    import threading
+
+    from engine import InfillRequest
+
+    cancel = threading.Event()
+    seen = []
+    for refinement in gemma_engine.infill(InfillRequest("x = ", "\n", max_tokens=8, steps=40), cancel):
+        seen.append(refinement)
+        cancel.set()
+    assert len(seen) == 1 and not seen[0].done
+
+
+def test_engine_never_changes_the_clamped_suffix(gemma_engine) -> None:
+    from engine import InfillRequest
+
+    suffix = "\n\nprint(total)\n"
+    seen_canvases: list[torch.Tensor] = []
+    original = gemma_engine.backend.denoise
+
+    def spy(cache, canvas, hole, self_condition=None):
+        seen_canvases.append(canvas[:, hole:].clone())
+        return original(cache, canvas, hole, self_condition)
+
+    gemma_engine.backend.denoise = spy
+    try:
+        gemma_engine.complete(InfillRequest("total = ", suffix, max_tokens=6, steps=4))
+    finally:
+        gemma_engine.backend.denoise = original
+    expected = torch.tensor(gemma_engine.suffix_ids(suffix))
+    assert seen_canvases and all(torch.equal(tail[0], expected) for tail in seen_canvases)

@@ -102,3 +102,28 @@ def test_help_lists_every_command() -> None:
     result = run("--help")
     for word in ("--stdio", "--ws", "complete", "batch", "bench", "--model", "--device"):
         assert word in result.stdout
+
+
+def test_complete_redraws_the_line_after_every_step_in_a_terminal(source: Path, tiny_model_dir: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["complete", f"{source}:2:12", "--model", str(tiny_model_dir), "--device", "cpu", "--steps", "4"]
+    process = subprocess.Popen([*CLI, *args], stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    text = screen.decode("utf-8", "replace")
+    assert text.count("-- step ") >= 2, "every step is drawn"
+    assert "\x1b[J" in text, "earlier drawings are cleared, not scrolled"
+    assert "(done)" in text and "ms" in text
