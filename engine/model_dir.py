@@ -27,6 +27,7 @@ class GenerationDefaults:
     multiline_slots: int = 64
     suffix_head_tokens: int = 64  # suffix tokens placed on the canvas after the hole
     tokens_per_step: float = 2.0  # mask noise: slots committed per step on average
+    multiline_tokens_per_step: float = 4.0  # multi-line holes are larger and less sensitive to it
     max_steps: int = 48
     temperature: float = 0.0  # mask noise: 0 = greedy for the first alternative
     fit_length: bool = False  # mask noise: probe the fill's length with one forward before denoising

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -132,6 +133,14 @@ class InfillService:
             size = context.max_tokens
         return max(0, min(size, self.config.max_tokens))
 
+    @staticmethod
+    def default_steps(context: Context, slots: int, engine: Engine) -> int | None:
+        """Multi-line holes commit more slots per step: measured on held-out files (docs/quality), 4
+        tokens a step instead of 2 costs 0.229 -> 0.219 edit similarity and halves the steps."""
+        if context.mode is not Mode.MULTI_LINE:
+            return None  # the model's default
+        return max(1, math.ceil(slots / engine.defaults.multiline_tokens_per_step))
+
     async def infill(self, job: InfillJob, on_update: Callable[[Update], None] | None = None) -> InfillResult:
         """Fill the job's hole; on_update runs on the event loop after every step.
 
@@ -146,11 +155,12 @@ class InfillService:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         context = self.context_for(job)
+        slots = self.hole_size(job, context, engine)
         request = InfillRequest(
             prefix=job.prefix,
             suffix=job.suffix,
-            max_tokens=self.hole_size(job, context, engine),
-            steps=job.steps or self.config.steps,
+            max_tokens=slots,
+            steps=job.steps or self.config.steps or self.default_steps(context, slots, engine),
             cache_key=job.document,
             alternatives=max(1, min(job.alternatives, MAX_ALTERNATIVES)),
             # Measured on held-out files (docs/quality): probing the length helps single-line fills
