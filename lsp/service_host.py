@@ -171,5 +171,6 @@ class ServiceHost:
     def report(self, kind: types.MessageType, message: str) -> None:
         """To the user (showMessage) and to the log (logMessage and stderr)."""
         log.error(message) if kind == types.MessageType.Error else log.warning(message)
-        self._server.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        # the log line first: a client that reacts to the pop-up then already has it in its log
         self._server.window_log_message(types.LogMessageParams(type=kind, message=message))
+        self._server.window_show_message(types.ShowMessageParams(type=kind, message=message))
