@@ -136,6 +136,13 @@ class Neovim:
         self.normal_mode()
         self.tmux.type(":write")
         self.tmux.keys("Enter")
+        # Neovim says '"name" 9L, 210B written' when the file is complete; a read before that can see it
+        # half-written (empty), which differs from the original and passed for the saved text.
+        wait_until(
+            lambda: any(line.rstrip().endswith("written") for line in self.tmux.screen().lines()),
+            10,
+            "Neovim to finish writing the file",
+        )
 
 
 def start_neovim(cmd: list[str], tmp_path_factory: pytest.TempPathFactory) -> Neovim:
