@@ -180,11 +180,14 @@ class Engine:
 
         cache = self.prefix_cache.sync(key, prefix)
         fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
-        if fit and self.backend.noise == "mask" and len(blocks) == 1:
-            slots = self.probe_length(cache, suffix, slots)
-            blocks = [slots]
-        done_text: list[list[int]] = [[] for _ in range(batch)]
         step = 0
+        if fit and self.backend.noise == "mask" and len(blocks) == 1:
+            slots, guess = self.probe_length(cache, suffix, slots)
+            blocks = [slots]
+            # the probe is a full forward over the hole: its guess is the first draft the user sees
+            step += 1
+            yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
+        done_text: list[list[int]] = [[] for _ in range(batch)]
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
             # only the last block touches the suffix; earlier blocks continue the prefix
@@ -214,16 +217,18 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
-    def probe_length(self, cache: PrefixKV, suffix: torch.Tensor, slots: int) -> int:
+    def probe_length(self, cache: PrefixKV, suffix: torch.Tensor, slots: int) -> tuple[int, list[int]]:
         """The fill's length as the model sees it: one forward over an all-mask hole, where the trailing
         run of predicted pads marks the end. A hole sized to it leaves no slots that must be forced
-        into text."""
+        into text. Returns the new slot count and the forward's argmax guess of the fill."""
         special = self.tokenizer.special
         hole = torch.full((1, slots), special.mask, dtype=torch.long, device=self.backend.device)
         canvas = torch.cat((hole, suffix[None]), dim=1)  # (1, S + suffix)
-        guess = self.backend.denoise(cache, canvas, slots).argmax(-1)  # (1, S)
+        logits = self.backend.denoise(cache, canvas, slots)  # (1, S, V)
+        never = torch.tensor([special.mask], device=logits.device)
+        guess = logits.index_fill(-1, never, float("-inf")).argmax(-1)  # (1, S)
         length = slots - int(right_pad_run(guess, special.pad).sum())
-        return max(1, min(slots, length + self.defaults.length_margin))
+        return max(1, min(slots, length + self.defaults.length_margin)), guess[0, :length].tolist()
 
     def _ended(self, state: HoleState) -> bool:
         """A block whose fill already ended (eos or trailing pads) needs no further block."""

@@ -186,3 +186,11 @@ def test_length_probe_shrinks_the_hole_but_never_grows_it(engine: Engine) -> Non
     exact = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=False))
     assert probed is not None and exact is not None
     assert 1 <= probed.slots <= 24 and exact.slots == 24
+
+
+def test_the_length_probe_streams_its_guess_as_the_first_draft(engine: Engine) -> None:
+    steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True)))
+    first = steps[0]
+    assert first.step == 1 and not first.done and first.committed == 0
+    assert first.slots == steps[-1].slots  # the probe sized the hole the later steps fill
+    assert [r.step for r in steps] == list(range(1, len(steps) + 1)) and steps[-1].done
