@@ -36,6 +36,17 @@ DOCS_IMAGES_ENV = "DGEM_DOCS_IMAGES"
 
 T = TypeVar("T")
 
+# The file both editors' tests type into: its last line is where the ghost text appears.
+SAMPLE = """def mean(values):
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def shout(text):
+"""
+
 
 def ensure_editor_tools() -> None:
     """Installs the editors when they are missing (scripts/install-editors.sh, cached outside the clone).

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from .scripted_server import FRAMES
-from .support import NVIM_PLUGIN_DIR, Model, isolated_env, save_docs_image, server_executable, wait_until
+from .support import (
+    NVIM_PLUGIN_DIR,
+    SAMPLE,
+    Model,
+    isolated_env,
+    save_docs_image,
+    server_executable,
+    wait_until,
+)
 from .terminal import Screen, parse, save_png
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("editor_tools")]
@@ -24,15 +32,6 @@ SERVER_START_S = 120  # importing torch and loading the model on a busy CI machi
 INFILL_S = 60
 FINISHED = re.compile(r"dgem \d+ ms")  # the plugin's status once a request has answered
 
-SAMPLE = """def mean(values):
-    total = 0
-    for value in values:
-        total += value
-    return total / len(values)
-
-
-def shout(text):
-"""
 
 INIT_LUA = """
 vim.opt.runtimepath:prepend({plugin})
@@ -332,20 +331,25 @@ def test_every_refinement_is_drawn_in_turn(scripted_nvim: Neovim) -> None:
     assert drawn == FRAMES
 
 
-def test_accepting_a_word_keeps_the_rest_of_the_ghost_text(scripted_nvim: Neovim) -> None:
-    path = scripted_nvim.open("word.py", SAMPLE)
-    scripted_nvim.tmux.keys("G", "A", "Enter")
-    scripted_nvim.tmux.type("total = ")
+def type_until_scripted_ghost_text(nvim: Neovim, typed: str) -> int:
+    """On a new last line, type `typed` and wait for the scripted server's last frame; its screen row."""
+    nvim.tmux.keys("G", "A", "Enter")
+    nvim.tmux.type(typed)
     screen = wait_until(
         lambda: (
-            (s := scripted_nvim.tmux.screen()).rows_with(GHOST)
+            (s := nvim.tmux.screen()).rows_with(GHOST)
             and FRAMES[-1] in s.colored(s.rows_with(GHOST)[0], GHOST)
             and s
         ),
         INFILL_S,
         "the scripted infill",
     )
-    row = screen.rows_with(GHOST)[0]
+    return screen.rows_with(GHOST)[0]
+
+
+def test_accepting_a_word_keeps_the_rest_of_the_ghost_text(scripted_nvim: Neovim) -> None:
+    path = scripted_nvim.open("word.py", SAMPLE)
+    row = type_until_scripted_ghost_text(scripted_nvim, "total = ")
     scripted_nvim.tmux.keys("M-Right")
     wait_until(
         lambda: scripted_nvim.tmux.screen().colored(row, GHOST) == " a + b", 10, "the rest after one word"
@@ -361,18 +365,7 @@ def test_accepting_a_word_keeps_the_rest_of_the_ghost_text(scripted_nvim: Neovim
 
 def test_typing_the_start_of_the_ghost_text_keeps_the_rest(scripted_nvim: Neovim) -> None:
     path = scripted_nvim.open("through.py", SAMPLE)
-    scripted_nvim.tmux.keys("G", "A", "Enter")
-    scripted_nvim.tmux.type("total = ")
-    screen = wait_until(
-        lambda: (
-            (s := scripted_nvim.tmux.screen()).rows_with(GHOST)
-            and FRAMES[-1] in s.colored(s.rows_with(GHOST)[0], GHOST)
-            and s
-        ),
-        INFILL_S,
-        "the scripted infill",
-    )
-    row = screen.rows_with(GHOST)[0]
+    row = type_until_scripted_ghost_text(scripted_nvim, "total = ")
     # A new request would start the scripted frames again ("r___"); typing through must not send one.
     scripted_nvim.tmux.type("ret")
     wait_until(

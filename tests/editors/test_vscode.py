@@ -20,6 +20,7 @@ from .support import (
     EXTENSION_DIR,
     NODE24,
     PLAYWRIGHT_MODULES,
+    SAMPLE,
     Model,
     isolated_env,
     save_docs_image,
@@ -34,15 +35,6 @@ LISTENING = re.compile(r"HTTP server listening on (http://127\.0\.0\.1:\d+/)")
 CODE_SERVER_START_S = 60
 DRIVER_S = 420
 
-SAMPLE = """def mean(values):
-    total = 0
-    for value in values:
-        total += value
-    return total / len(values)
-
-
-def shout(text):
-"""
 
 # Settings that keep VS Code's own UI (welcome pages, word suggestions, chat) out of the way of Tab.
 USER_SETTINGS: dict[str, Any] = {
