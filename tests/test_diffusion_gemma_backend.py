@@ -10,11 +10,8 @@ import torch
 from tokenizers import Tokenizer
 
 from engine.backends import load_backend
-from engine.backends.diffusion_gemma import (
-    DiffusionGemmaBackend,
-    DiffusionGemmaKV,
-    write_tiny_diffusion_gemma,
-)
+from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV
+from engine.testing import write_tiny_diffusion_gemma
 from engine.types import ModelLoadError
 
 WINDOW = 8  # the tiny model's sliding window: prefixes longer than this exercise the window mask

@@ -34,7 +34,7 @@ def reference_config(size: str = "small"):
     """A DiffusionGemmaConfig of the real layout (MoE, sliding + full layers, vision tower) for the
     engine-vs-generate() comparison: `small` is large enough that the network, not Python, dominates a step;
     `tiny` is the test model's size."""
-    from engine.backends.diffusion_gemma import tiny_diffusion_gemma_config
+    from engine.testing import tiny_diffusion_gemma_config
 
     if size == "tiny":
         return tiny_diffusion_gemma_config(vocab_size=512, canvas_length=32, sliding_window=64)
