@@ -156,6 +156,7 @@ class Engine:
             max(1, min(steps, slots, self.defaults.max_steps)),
             self.defaults.temperature,
             generator,
+            commit_confidence=self.defaults.commit_confidence,
         )
 
     # ---- filling ----------------------------------------------------------------------------
@@ -193,12 +194,7 @@ class Engine:
             # only the last block touches the suffix; earlier blocks continue the prefix
             tail = suffix if final_block else suffix[:0]
 
-            def denoiser(
-                hole: torch.Tensor, previous: torch.Tensor | None, tail: torch.Tensor = tail, cache: PrefixKV = cache
-            ) -> torch.Tensor:
-                canvas = torch.cat((hole, tail.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
-                return self.backend.denoise(cache, canvas, hole.shape[1], previous)
-
+            denoiser = self._canvas_denoiser(cache, tail)
             sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, batch, block_slots, self.backend.device, cancel):
@@ -216,6 +212,29 @@ class Engine:
                 done_text[row] += state.guess[row].tolist()
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
+
+    def _canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor) -> Callable:
+        """hole tokens (B, S) -> logits (B, S, V) over the canvas [hole][suffix], after the prefix cache.
+
+        Where the backend can keep the suffix head's keys, the head runs through the network only every
+        `suffix_refresh_steps` steps; the steps between run the hole slots alone.
+        """
+        refresh = self.defaults.suffix_refresh_steps
+        new_tail = getattr(self.backend, "new_tail", None)
+        tail = new_tail() if new_tail is not None and refresh != 1 and len(suffix) > 0 else None
+        steps = 0
+
+        def denoiser(hole: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+            nonlocal steps
+            canvas = torch.cat((hole, suffix.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
+            if tail is None:
+                return self.backend.denoise(cache, canvas, hole.shape[1], previous)
+            if refresh > 1 and steps % refresh == 0:
+                tail.clear()
+            steps += 1
+            return self.backend.denoise(cache, canvas, hole.shape[1], previous, tail=tail)
+
+        return denoiser
 
     def probe_length(self, cache: PrefixKV, suffix: torch.Tensor, slots: int) -> tuple[int, list[int]]:
         """The fill's length as the model sees it: one forward over an all-mask hole, where the trailing

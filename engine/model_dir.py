@@ -32,6 +32,10 @@ class GenerationDefaults:
     temperature: float = 0.0  # mask noise: 0 = greedy for the first alternative
     fit_length: bool = False  # mask noise: probe the fill's length with one forward before denoising
     length_margin: int = 2  # slots kept beyond the probed length
+    # mask noise: the suffix head runs through the network every this many steps and its keys are reused
+    # in between (1: every step, the exact computation; 0: only in a block's first step)
+    suffix_refresh_steps: int = 1
+    commit_confidence: float = 1.0  # mask noise: also commit every slot this certain (1.0: off)
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -157,6 +157,34 @@ class NativeKV:
             layer.length = min(layer.length, length)
 
 
+class TailKV:
+    """Keys and values of the canvas's suffix head, kept from one full pass for the steps after it.
+
+    The suffix head's keys depend on the hole only through attention, and the hole changes a few slots
+    per step; reusing them for a few steps runs the network on the hole slots alone (Fast-dLLM's
+    "dual cache" idea), at the price of suffix keys that lag the hole by those steps.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []  # per layer (B, H, suffix, E)
+        self.values: list[torch.Tensor] = []
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.keys)
+
+    def add(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.keys.append(k.clone())
+        self.values.append(v.clone())
+
+    def clear(self) -> None:
+        """The next pass runs the whole canvas again and refills this."""
+        self.keys, self.values = [], []
+
+    def layer(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.keys[index].expand(batch, -1, -1, -1), self.values[index].expand(batch, -1, -1, -1)
+
+
 class NativeModel(nn.Module):
     def __init__(self, cfg: NativeConfig):
         super().__init__()
@@ -207,15 +235,28 @@ class NativeModel(nn.Module):
         return x
 
     @torch.inference_mode()
-    def denoise(self, cache: NativeKV, canvas: torch.Tensor, hole: int) -> torch.Tensor:
-        """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V)."""
+    def denoise(self, cache: NativeKV, canvas: torch.Tensor, hole: int, tail: TailKV | None = None) -> torch.Tensor:
+        """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V).
+
+        With `tail`: an empty TailKV is filled with the keys and values of canvas[:, hole:] (the suffix
+        head); a filled one stands in for them, and only the hole slots are run through the network.
+        """
         B, C = canvas.shape
         L = cache.length
-        positions = torch.arange(L, L + C, device=canvas.device)[None].expand(B, C)
+        reuse = tail is not None and tail.filled
+        record = tail is not None and not tail.filled
+        run = canvas[:, :hole] if reuse else canvas  # the tokens this pass computes
+        T = run.shape[1]
+        positions = torch.arange(L, L + T, device=canvas.device)[None].expand(B, T)
         cos, sin = self.rotary(positions)
-        x = self.embed(canvas)  # (B, C, D)
+        x = self.embed(run)  # (B, T, D)
         for index, (block, kv) in enumerate(zip(self.blocks, cache.layers, strict=True)):
             q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
+            if record:
+                tail.add(k[:, :, hole:], v[:, :, hole:])
+            if reuse:
+                tail_k, tail_v = tail.layer(index, B)
+                k, v = torch.cat((k, tail_k), dim=2), torch.cat((v, tail_v), dim=2)  # (B, H, C, E)
             if B == 1:  # write the canvas into the spare room: no copy of the prefix keys
                 kv.reserve(C)
                 kv.k[:, :, L : L + C], kv.v[:, :, L : L + C] = k, v

@@ -60,7 +60,8 @@ def right_pad_run(tokens: torch.Tensor, pad: int) -> torch.Tensor:
 
 class ConfidenceCommit:
     """Mask noise: commit the k most confident uncommitted slots per step (k spreads the rest evenly
-    over the remaining steps). Row 0 is greedy; further rows (alternatives) sample at `temperature`."""
+    over the remaining steps), and every slot at least `commit_confidence` certain, so easy stretches
+    finish in fewer steps. Row 0 is greedy; further rows (alternatives) sample at `temperature`."""
 
     self_conditioning = False
 
@@ -73,12 +74,14 @@ class ConfidenceCommit:
         temperature: float,
         generator: torch.Generator,
         pad_bonus: float = 0.9,
+        commit_confidence: float = 1.0,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
         self.temperature = temperature
         self.generator = generator
         self.pad_bonus = pad_bonus  # right-end pads this certain are committed at once, beyond k
+        self.commit_confidence = commit_confidence  # any slot this certain is committed, beyond k
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -121,6 +124,7 @@ class ConfidenceCommit:
         ranks = score.argsort(-1, descending=True).argsort(-1)  # (B, S) rank of each slot
         commit = (ranks < k[:, None]) & eligible
         commit |= eligible & (token == self.pad) & (confidence >= self.pad_bonus)
+        commit |= eligible & (confidence >= self.commit_confidence)
         stuck = free.any(-1) & ~commit.any(-1)  # only mid-hole pads were proposed: take text instead
         if stuck.any():
             text_logits = self._forbid(logits, self.forbidden + [self.pad])

@@ -4,6 +4,9 @@ A backend has two calls, the same for every network:
 - `extend(cache, ids, start)`: causal pass over prefix tokens at positions start.., appended to `cache`.
 - `denoise(cache, canvas, hole)`: bidirectional pass over the canvas (reading the prefix cache);
    logits for the first `hole` canvas positions only.
+
+Optional: `new_tail()` -> a TailCache; `denoise(..., tail=...)` then fills it with the suffix head's keys
+and values on a full pass and, while it is filled, runs only the hole slots (see engine/native.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ class PrefixKV(Protocol):
     def length(self) -> int: ...
 
     def truncate(self, length: int) -> None: ...
+
+
+class TailCache(Protocol):
+    """Backend-owned keys/values of the canvas's suffix head, reused across denoising steps."""
+
+    @property
+    def filled(self) -> bool: ...
+
+    def clear(self) -> None: ...
 
 
 class Backend(Protocol):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from engine.model_dir import load_state_dict, read_json
-from engine.native import NativeConfig, NativeKV, NativeModel
+from engine.native import NativeConfig, NativeKV, NativeModel, TailKV
 from engine.types import ModelLoadError
 
 
@@ -44,12 +44,16 @@ class NativeBackend:
     def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
         self.model.extend(cache, ids.to(self.device), start)
 
+    def new_tail(self) -> TailKV:
+        return TailKV()
+
     def denoise(
         self,
         cache: NativeKV,
         canvas: torch.Tensor,
         hole: int,
         self_condition: torch.Tensor | None = None,
+        tail: TailKV | None = None,
     ) -> torch.Tensor:
         # the native network has no self-conditioning input
-        return self.model.denoise(cache, canvas.to(self.device), hole).float()
+        return self.model.denoise(cache, canvas.to(self.device), hole, tail).float()

@@ -48,6 +48,14 @@ def test_most_confident_slots_are_committed_first() -> None:
     assert state.tokens.tolist() == [[MASK, 6, MASK, 4]]
 
 
+def test_slots_above_the_commit_confidence_are_committed_beyond_k() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=0.85)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.95]))
+    # k = 1 (4 slots over 4 steps) takes slot 3; slot 1 clears 0.85 too; slots 0 and 2 wait
+    assert state.committed.tolist() == [[False, True, False, True]]
+
+
 def test_a_pad_in_the_middle_is_never_committed_ahead_of_text() -> None:
     sampler = commit_sampler(steps=4)
     state = sampler.start(1, 4, torch.device("cpu"))

@@ -1,0 +1,86 @@
+"""The native network's suffix-head cache (TailKV): exact where it should be, and really skipping work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import Engine
+from engine.native import NativeModel, TailKV
+
+
+@pytest.fixture()
+def model_and_cache(tiny_model_dir: Path) -> tuple[NativeModel, object, Engine]:
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    cache = engine.backend.new_cache()
+    prefix = torch.tensor(engine.prefix_ids("def add(a, b):\n    return "), dtype=torch.long)
+    engine.backend.extend(cache, prefix, 0)
+    return engine.backend.model, cache, engine
+
+
+def canvas_of(engine: Engine, hole: list[int]) -> torch.Tensor:
+    suffix = engine.tokenizer.encode("\n\nprint(add(1, 2))\n")
+    return torch.tensor([hole + suffix], dtype=torch.long)  # (1, C)
+
+
+def test_a_filled_tail_gives_the_full_pass_while_the_hole_is_unchanged(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    canvas = canvas_of(engine, [mask] * 6)
+    tail = TailKV()
+    exact = model.denoise(cache, canvas, 6)
+    recorded = model.denoise(cache, canvas, 6, tail)  # full pass, fills the tail
+    reused = model.denoise(cache, canvas, 6, tail)  # hole slots only
+    assert tail.filled
+    torch.testing.assert_close(recorded, exact)
+    torch.testing.assert_close(reused, exact, rtol=1e-4, atol=1e-4)
+
+
+def test_a_reused_tail_lags_the_hole_and_clear_brings_back_the_exact_pass(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    tail = TailKV()
+    model.denoise(cache, canvas_of(engine, [mask] * 6), 6, tail)
+    changed = canvas_of(engine, engine.tokenizer.encode("a + b") + [mask] * 3)[:, :]
+    hole = changed.shape[1] - canvas_of(engine, []).shape[1]
+    exact = model.denoise(cache, changed, hole)
+    stale = model.denoise(cache, changed, hole, tail)  # suffix keys still from the all-mask hole
+    assert not torch.allclose(stale, exact, atol=1e-4)
+    tail.clear()
+    torch.testing.assert_close(model.denoise(cache, changed, hole, tail), exact)
+
+
+def test_a_reusing_pass_runs_only_the_hole_slots(model_and_cache, monkeypatch) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    canvas = canvas_of(engine, [mask] * 4)
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    tail = TailKV()
+    model.denoise(cache, canvas, 4, tail)
+    model.denoise(cache, canvas, 4, tail)
+    assert seen == [canvas.shape[1], 4]
+
+
+@pytest.mark.parametrize("refresh, full_passes", [(1, 6), (0, 1), (4, 2)])
+def test_the_engine_runs_the_suffix_head_every_refresh_steps(
+    tiny_model_dir: Path, monkeypatch, refresh: int, full_passes: int
+) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=refresh, fit_length=False)
+    model = engine.backend.model
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    steps = list(engine.infill(InfillRequest("x = ", "\nprint(x)\n", max_tokens=6, steps=6)))
+    full_canvas = 6 + len(engine.suffix_ids("\nprint(x)\n"))
+    assert len(steps) == 6 and steps[-1].done
+    assert seen.count(full_canvas) == full_passes
+    assert seen.count(6) == 6 - full_passes  # the other steps ran the hole slots alone
