@@ -182,22 +182,24 @@ class Engine:
         cache = self.prefix_cache.sync(key, prefix)
         fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
         step = 0
+        fitted: int | None = None  # the probed length: slots from here on start as committed pads
+        denoiser = self._canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0])
         if fit and self.backend.noise == "mask" and len(blocks) == 1:
-            slots, guess = self.probe_length(cache, suffix, slots)
-            blocks = [slots]
+            fitted, guess = self.probe_length(denoiser, slots)
             # the probe is a full forward over the hole: its guess is the first draft the user sees
             step += 1
             yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
         done_text: list[list[int]] = [[] for _ in range(batch)]
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
-            # only the last block touches the suffix; earlier blocks continue the prefix
-            tail = suffix if final_block else suffix[:0]
-
-            denoiser = self._canvas_denoiser(cache, tail)
-            sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
+            if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
+                denoiser = self._canvas_denoiser(cache, suffix if final_block else suffix[:0])
+            sampler = self.make_sampler(fitted or block_slots, request.steps, request.seed + index)
+            start = sampler.start(batch, block_slots, self.backend.device)
+            if fitted is not None and isinstance(sampler, ConfidenceCommit):
+                start = sampler.pads_from(start, fitted)
             state: HoleState | None = None
-            for state in denoise_hole(denoiser, sampler, batch, block_slots, self.backend.device, cancel):
+            for state in denoise_hole(denoiser, sampler, start, cancel):
                 step += 1
                 texts = tuple(
                     self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
@@ -236,14 +238,16 @@ class Engine:
 
         return denoiser
 
-    def probe_length(self, cache: PrefixKV, suffix: torch.Tensor, slots: int) -> tuple[int, list[int]]:
+    def probe_length(self, denoiser: Callable, slots: int) -> tuple[int, list[int]]:
         """The fill's length as the model sees it: one forward over an all-mask hole, where the trailing
-        run of predicted pads marks the end. A hole sized to it leaves no slots that must be forced
-        into text. Returns the new slot count and the forward's argmax guess of the fill."""
+        run of predicted pads marks the end. Slots past it (and a margin) start as committed pads, so no
+        slot must be forced into text. Returns that length and the forward's argmax guess of the fill.
+
+        The probe is the fill's first full pass: a suffix-head cache it fills serves the steps after it.
+        """
         special = self.tokenizer.special
         hole = torch.full((1, slots), special.mask, dtype=torch.long, device=self.backend.device)
-        canvas = torch.cat((hole, suffix[None]), dim=1)  # (1, S + suffix)
-        logits = self.backend.denoise(cache, canvas, slots)  # (1, S, V)
+        logits = denoiser(hole, None)  # (1, S, V)
         never = torch.tensor([special.mask], device=logits.device)
         guess = logits.index_fill(-1, never, float("-inf")).argmax(-1)  # (1, S)
         length = slots - int(right_pad_run(guess, special.pad).sum())

@@ -88,6 +88,12 @@ class ConfidenceCommit:
         committed = torch.zeros(batch, slots, dtype=torch.bool, device=device)
         return HoleState(tokens, committed, tokens, None, 0, False)
 
+    def pads_from(self, state: HoleState, length: int) -> HoleState:
+        """The same start with slots from `length` on fixed as pads (a fill known to end there)."""
+        tokens, committed = state.tokens.clone(), state.committed.clone()
+        tokens[:, length:], committed[:, length:] = self.pad, True
+        return HoleState(tokens, committed, tokens, None, 0, bool(committed.all()))
+
     @staticmethod
     def _forbid(logits: torch.Tensor, tokens: list[int]) -> torch.Tensor:
         index = torch.tensor(tokens, device=logits.device)
@@ -211,20 +217,17 @@ Sampler = ConfidenceCommit | EntropyBoundAccept
 def denoise_hole(
     denoiser: Denoiser,
     sampler: Sampler,
-    batch: int,
-    slots: int,
-    device: torch.device,
+    state: HoleState,
     cancel: threading.Event | None = None,
 ) -> Iterator[HoleState]:
-    """Fill `slots` hole slots; yields the state after every step.
+    """Fill the hole from `state` (the sampler's start); yields the state after every step.
 
-    1. Start the hole: all <mask> (mask noise) or random tokens (uniform noise).
+    1. Start: all <mask> (mask noise) or random tokens (uniform noise), from `sampler.start`.
     2. Denoise: logits for the hole slots, given the prefix cache and the clamped suffix.
     3. Update: the sampler fixes some slots (commit, or accept + re-randomise).
     4. Yield; stop when the sampler is done or the caller cancels (checked between steps).
     """
-    state = sampler.start(batch, slots, device)  # 1
-    for _ in range(sampler.max_steps):
+    for _ in range(sampler.max_steps):  # 1: the caller started the hole
         if cancel is not None and cancel.is_set():
             return
         previous = state.logits if sampler.self_conditioning else None

@@ -162,7 +162,7 @@ def native_part(device: torch.device, smoke: bool, clock: Clock, work: Path) -> 
 
             def fill(batch: int = batch, slots: int = slots) -> None:
                 sampler = engine.make_sampler(slots, None, 0)
-                for _ in denoise_hole(denoiser, sampler, batch, slots, backend.device):
+                for _ in denoise_hole(denoiser, sampler, sampler.start(batch, slots, backend.device)):
                     pass
 
             timing = time_ms(fill, device, repeats, warmup=1)

@@ -84,3 +84,21 @@ def test_the_engine_runs_the_suffix_head_every_refresh_steps(
     assert len(steps) == 6 and steps[-1].done
     assert seen.count(full_canvas) == full_passes
     assert seen.count(6) == 6 - full_passes  # the other steps ran the hole slots alone
+
+
+def test_the_length_probe_is_the_only_full_pass_when_the_suffix_head_is_kept(tiny_model_dir: Path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=True)
+    model = engine.backend.model
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    steps = list(engine.infill(InfillRequest("x = ", "\nprint(x)\n", max_tokens=6)))
+    full_canvas = 6 + len(engine.suffix_ids("\nprint(x)\n"))
+    assert steps[-1].done and steps[-1].slots == 6
+    assert seen.count(full_canvas) == 1  # the probe; every denoising step after it ran 6 hole slots
+    assert seen.count(6) == len(steps) - 1
