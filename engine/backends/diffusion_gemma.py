@@ -1,20 +1,32 @@
 """The `diffusion_gemma` backend: Google's DiffusionGemma through transformers.
 
 How the Backend calls map onto `DiffusionGemmaForBlockDiffusion` (transformers' module names):
-- `extend`  -> `model.model.encoder`: the causal pass over prefix tokens, which appends their keys and
-  values to a transformers `DynamicCache` (the encoder is the only writer of that cache).
-- `denoise` -> the submodules of `model.model.decoder` (embedding, self-conditioning block, rotary
-  tables, layers, final norm), which read the cache without writing it, then `model.lm_head` and the
-  final logit soft-capping on the hole slots only.
+- `extend`  -> the layers of `model.model.encoder.language_model`: the causal pass over prefix tokens, whose
+  keys and values are appended to a transformers `DynamicCache` (the encoder is the only writer of that cache).
+- `denoise` -> the submodules of `model.model.decoder` (embedding, self-conditioning block, rotary tables,
+  layers, final norm), which read the cache without writing it, then `model.lm_head` and the final logit
+  soft-capping on the hole slots only.
 
-The decoder loop is run here rather than through `decoder.forward` for two reasons:
-1. the self-conditioning signal of the hole slots is computed from (B, hole, V) logits; forward() wants
-   (B, C, V) logits and a (C, V) x (V, D) product, as large as a second LM head over the canvas;
-2. the prefix cache keeps every layer's keys (transformers' own cache drops sliding-window layers'
-   old keys), so that `truncate` can cut it anywhere; the decoder's sliding-window layers are then
-   given a mask that shows them what transformers' cache would have kept.
+Both passes run the layers' own submodules (norms, projections, router, experts) in transformers' order, so
+the numbers are transformers' own (the tests compare logits with transformers' forward), but the loop around
+them is ours, because what transformers' forward() computes that an infill does not need dominates a small
+model's cost on a CPU:
+1. the encoder's last layer: only its keys and values are read later, so its queries, attention, MLP and
+   experts (half of a 2-layer model's prefix pass) are skipped, and so is the final norm;
+2. attention masks: the encoder's causal mask is SDPA's own `is_causal` (a new document) or a small boolean
+   mask; sliding-window layers attend block by block to their window, not to the whole prefix through a
+   (T, T) mask; the decoder needs no mask at all (bidirectional over the visible keys);
+3. the prefix cache keeps every layer's keys (transformers' own cache drops sliding-window layers' old keys,
+   and `truncate` must be able to cut it anywhere), so the decoder's sliding-window layers read a view of
+   the last `sliding_window - 1` prefix keys: what transformers' cache would have kept;
+4. self-conditioning: the signal of the hole slots comes from (B, hole, V) logits (forward() wants
+   (B, C, V) and a (C, V) x (V, D) product, as large as a second LM head over the canvas); the first step's
+   signal is zero, so its feed-forward block (which maps zero to zero) is skipped;
+5. per fill, not per step: the rotary tables and the batch-expanded prefix views are kept while the same
+   cache, canvas length and batch come back (every step of a fill).
 
-Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary.
+Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary,
+heads/kv heads per layer, d head width.
 """
 
 from __future__ import annotations
@@ -25,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
+from transformers.models.diffusion_gemma.modeling_diffusion_gemma import apply_rotary_pos_emb
 
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
@@ -42,12 +56,13 @@ DEFAULT_GENERATION = {
 
 
 class DiffusionGemmaKV:
-    """The prefix cache: a transformers DynamicCache whose layers all keep every token (croppable anywhere)."""
+    """The prefix cache: a transformers DynamicCache whose layers all keep every token (croppable anywhere).
+
+    Layer i holds keys and values (1, kv heads, L, d), after the key norm and rotary embedding.
+    """
 
     def __init__(self) -> None:
         self.kv = DynamicCache()  # no config: full layers only, see the module docstring
-        # (B, the layer-0 key tensor it was copied from, the copy) for batched canvases
-        self._batched: tuple[int, torch.Tensor | None, DynamicCache] | None = None
 
     @property
     def length(self) -> int:
@@ -58,31 +73,12 @@ class DiffusionGemmaKV:
         if extra > 0:
             self.kv.crop(-extra)  # transformers' crop takes the number of tokens to remove, negated
 
-    def for_batch(self, batch: int, empty: list[tuple[int, int]], like: torch.Tensor) -> DynamicCache:
-        """The cache as seen by `batch` canvas rows.
-
-        `empty` gives (kv heads, head dim) per layer for an empty prefix; `like` gives dtype and device.
-        """
-        if batch == 1 and self.length > 0:
-            return self.kv
-        source = self.kv.layers[0].keys if self.length > 0 else None
-        # extend and truncate replace the key tensors, so holding the one a copy was made from tells staleness
-        if self._batched is not None and self._batched[0] == batch and self._batched[1] is source:
-            return self._batched[2]
-        if source is not None:
-            rows = [
-                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-                for layer in self.kv.layers
-            ]
-        else:  # the decoder concatenates canvas keys onto each layer's cache: give it empty ones
-            rows = [
-                (like.new_zeros(batch, heads, 0, dim), like.new_zeros(batch, heads, 0, dim))
-                for heads, dim in empty
-            ]
-        # one copy per (prefix, batch size), reused by every denoising step of a fill
-        batched = DynamicCache(ddp_cache_data=rows)
-        self._batched = (batch, source, batched)
-        return batched
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Keys and values of layer `index`, or None while the cache is empty."""
+        if self.length == 0 or index >= len(self.kv.layers):
+            return None
+        layer = self.kv.layers[index]
+        return layer.keys, layer.values
 
 
 class DiffusionGemmaBackend:
@@ -109,11 +105,19 @@ class DiffusionGemmaBackend:
         self.vocab_size: int = self.text_config.vocab_size
         self.canvas_length: int = model.config.canvas_length
         self.softcap: float | None = getattr(self.text_config, "final_logit_softcapping", None)
-        # (kv heads, head dim) of each decoder layer, for an empty prefix
-        self._empty_kv = [
-            (layer.self_attn.k_proj.out_features // layer.self_attn.head_dim, layer.self_attn.head_dim)
-            for layer in model.model.decoder.layers
-        ]
+        self.layer_types: list[str] = list(self.text_config.layer_types)
+        self.window: int | None = getattr(self.text_config, "sliding_window", None)
+        self.encoder = model.model.encoder.language_model
+        self.decoder = model.model.decoder
+        # a prefix pass of our own needs a causal encoder (the cache of an unchanged prefix stays valid)
+        self._own_encoder = all(layer.self_attn.is_causal for layer in self.encoder.layers)
+        # with no biases the self-conditioning block maps a zero signal to zero (the first step's signal)
+        block = self.decoder.self_conditioning
+        self._zero_signal_is_identity = all(
+            getattr(linear, "bias", None) is None for linear in (block.gate_proj, block.up_proj, block.down_proj)
+        )
+        # ((cached length, canvas length), rotary tables per layer type): the same for every step of a fill
+        self._canvas_rotary: tuple[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @classmethod
     def load(
@@ -192,11 +196,29 @@ class DiffusionGemmaBackend:
         T = ids.shape[0]
         if T == 0:
             return
-        positions = torch.arange(start, start + T, device=self.device)[None]  # (1, T)
-        # the encoder builds its own causal and sliding-window masks from the cache length
-        self.model.model.encoder(
-            input_ids=ids.to(self.device)[None], past_key_values=cache.kv, position_ids=positions
-        )
+        ids = ids.to(self.device)[None]  # (1, T)
+        if not self._own_encoder:  # a bidirectional prefix (not a text checkpoint we know): transformers' pass
+            positions = torch.arange(start, start + T, device=self.device)[None]  # (1, T)
+            self.model.model.encoder(input_ids=ids, past_key_values=cache.kv, position_ids=positions)
+            return
+        encoder = self.encoder
+        x = encoder.embed_tokens(ids)  # (1, T, D), already scaled by sqrt(D)
+        rotary = self._rotary(encoder.rotary_emb, start, T, x)
+        last = len(encoder.layers) - 1
+        for index, (layer, kind) in enumerate(zip(encoder.layers, self.layer_types, strict=True)):
+            attn = layer.self_attn
+            cos, sin = rotary[kind]
+            normed = layer.input_layernorm(x)  # (1, T, D)
+            if index == last:  # nothing reads the last layer's output: only its keys and values
+                keys, values = _keys_values(attn, normed, cos, sin)
+                cache.kv.update(keys, values, index)
+                break
+            queries, keys, values = _project(attn, normed, cos, sin)  # (1, heads, T, d), (1, kv heads, T, d) x2
+            keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
+            window = self.window if kind == "sliding_attention" else None
+            out = _causal_attention(queries, keys, values, start, window, attn.scaling)  # (1, heads, T, d)
+            x = x + layer.post_attention_layernorm(attn.o_proj(out.transpose(1, 2).reshape(1, T, -1)))
+            x = _feed_forward(layer, x)
 
     @torch.inference_mode()
     def denoise(
@@ -210,54 +232,136 @@ class DiffusionGemmaBackend:
 
         self_condition: (B, hole, V) logits of the previous step, or None at the first step.
         """
-        decoder = self.model.model.decoder
+        decoder = self.decoder
         B, C = canvas.shape
         assert 0 < hole <= C, f"hole {hole} must be within the canvas ({C})"
         L = cache.length
         canvas = canvas.to(self.device)
 
-        # 1. token embeddings plus the self-conditioning signal (zeros at the first step, as generate() does)
+        # 1. token embeddings plus the self-conditioning signal (zero at the first step, as generate() does)
         x = decoder.embed_tokens(canvas)  # (B, C, D), already scaled by sqrt(D)
-        kv = cache.for_batch(B, self._empty_kv, x)
-        if self_condition is None:
-            soft = torch.zeros_like(x)
-        else:
+        if self_condition is not None:
             embed = decoder.embed_tokens
             probs = self_condition.to(self.device).softmax(dim=-1, dtype=torch.float32).to(embed.weight.dtype)
             soft_hole = probs @ embed.weight * embed.embed_scale.to(x.dtype)  # (B, hole, D)
             soft = torch.cat((soft_hole, x[:, hole:]), dim=1)  # (B, C, D): suffix slots see their own token
-        x = decoder.self_conditioning(x, soft)  # (B, C, D)
+            x = decoder.self_conditioning(x, soft)  # (B, C, D)
+        elif self._zero_signal_is_identity:
+            x = decoder.self_conditioning.post_norm(x)  # what the block makes of x plus a zero signal
+        else:
+            x = decoder.self_conditioning(x, torch.zeros_like(x))
 
-        # 2. rotary tables per layer type, and a window mask for the sliding layers
-        positions = torch.arange(L, L + C, device=self.device)[None]  # (1, C)
-        layer_types = self.text_config.layer_types
-        rotary = {kind: decoder.rotary_emb(x, positions, kind) for kind in set(layer_types)}
-        masks = {"full_attention": None, "sliding_attention": self._window_mask(L, C, x.dtype)}
+        # 2. rotary tables per layer type (kept for the fill's next steps)
+        if self._canvas_rotary is None or self._canvas_rotary[0] != (L, C):
+            self._canvas_rotary = ((L, C), self._rotary(decoder.rotary_emb, L, C, x))
+        rotary = self._canvas_rotary[1]
 
-        # 3. the layers: bidirectional over the canvas, reading the prefix keys without writing them
-        for layer, kind in zip(decoder.layers, layer_types, strict=True):
-            x = layer(
-                x,
-                position_embeddings=rotary[kind],
-                attention_mask=masks[kind],
-                position_ids=positions,
-                past_key_values=kv,
-            )  # (B, C, D)
+        # 3. the layers: bidirectional over the visible prefix keys and the canvas, no mask
+        for index, (layer, kind) in enumerate(zip(decoder.layers, self.layer_types, strict=True)):
+            attn = layer.self_attn
+            cos, sin = rotary[kind]
+            queries, keys, values = _project(attn, layer.input_layernorm(x), cos, sin)
+            prefix = cache.layer(index)
+            if prefix is not None:
+                prefix_keys, prefix_values = prefix  # (1, kv heads, L, d)
+                # sliding layers see what transformers' sliding cache keeps: the last window - 1 tokens
+                seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
+                if seen < L:
+                    prefix_keys, prefix_values = prefix_keys[:, :, L - seen :], prefix_values[:, :, L - seen :]
+                keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
+                values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
+            out = F.scaled_dot_product_attention(
+                queries, keys, values, scale=attn.scaling, enable_gqa=queries.shape[1] != keys.shape[1]
+            )  # (B, heads, C, d)
+            x = x + layer.post_attention_layernorm(attn.o_proj(out.transpose(1, 2).reshape(B, C, -1)))
+            x = _feed_forward(layer, x)  # (B, C, D)
 
         # 4. norm, LM head and soft-capping on the hole slots only
-        logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V)
+        logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V), a new tensor
         if self.softcap is not None:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
+            logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)
         return logits
 
-    def _window_mask(self, L: int, C: int, dtype: torch.dtype) -> torch.Tensor | None:
-        """Additive (1, 1, C, L + C) mask hiding prefix keys older than the sliding window; None if all are seen."""
-        visible = self.text_config.sliding_window - 1  # what transformers' sliding cache keeps
-        if visible >= L:
-            return None
-        mask = torch.zeros(1, 1, C, L + C, dtype=dtype, device=self.device)
-        mask[..., : L - visible] = torch.finfo(dtype).min
-        return mask
+    def _rotary(
+        self, rotary_emb: torch.nn.Module, start: int, length: int, like: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """cos and sin (1, length, d) of positions start.. for each layer type."""
+        positions = torch.arange(start, start + length, device=self.device)[None]  # (1, length)
+        return {kind: rotary_emb(like, positions, kind) for kind in set(self.layer_types)}
+
+
+# ---- one layer, in transformers' order of operations ------------------------------------------------------
+
+
+def _keys_values(
+    attn: torch.nn.Module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """normed (B, S, D) -> keys and values (B, kv heads, S, d), as the attention module caches them."""
+    B, S, _ = normed.shape
+    shape = (B, S, -1, attn.head_dim)
+    keys = attn.k_proj(normed).view(shape)
+    values = attn.v_proj(normed).view(shape) if attn.v_proj is not None else keys  # full layers: values = keys
+    keys = apply_rotary_pos_emb(attn.k_norm(keys), cos, sin, unsqueeze_dim=2).transpose(1, 2)
+    return keys, attn.v_norm(values).transpose(1, 2)
+
+
+def _project(
+    attn: torch.nn.Module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """normed (B, S, D) -> queries (B, heads, S, d), keys and values (B, kv heads, S, d)."""
+    B, S, _ = normed.shape
+    queries = attn.q_norm(attn.q_proj(normed).view(B, S, -1, attn.head_dim))
+    queries = apply_rotary_pos_emb(queries, cos, sin, unsqueeze_dim=2).transpose(1, 2)
+    return (queries, *_keys_values(attn, normed, cos, sin))
+
+
+def _feed_forward(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The dense MLP and the experts side by side, after attention: x (B, S, D) -> (B, S, D)."""
+    dense = layer.post_feedforward_layernorm_1(layer.mlp(layer.pre_feedforward_layernorm(x)))
+    flat = x.reshape(-1, x.shape[-1])  # (B*S, D): the router reads the residual stream, the experts its norm
+    _, weights, chosen = layer.router(flat)
+    experts = layer.experts(layer.pre_feedforward_layernorm_2(flat), chosen, weights).reshape(x.shape)
+    x = x + layer.post_feedforward_layernorm(dense + layer.post_feedforward_layernorm_2(experts))
+    return x * layer.layer_scalar
+
+
+def _causal_attention(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, window: int | None, scale: float
+) -> torch.Tensor:
+    """queries (1, heads, T, d) at positions start..start+T-1 over keys/values (1, kv heads, start+T, d) at
+    positions 0..: each query sees the keys at or before it, and with a window only the last `window` of
+    them (itself included), as transformers' sliding-window mask does. -> (1, heads, T, d)."""
+    T = queries.shape[2]
+    gqa = queries.shape[1] != keys.shape[1]
+    if window is None:
+        if start == 0:
+            return F.scaled_dot_product_attention(queries, keys, values, is_causal=True, scale=scale, enable_gqa=gqa)
+        return _masked_attention(queries, keys, values, start, start + T, 0, None, scale)
+    # a window: query blocks of `window` positions, each reading only the keys its window can reach
+    block = max(window, 1)
+    out = [
+        _masked_attention(queries[:, :, a : a + block], keys, values, start + a, start + min(a + block, T),
+                          max(0, start + a - window + 1), window, scale)
+        for a in range(0, T, block)
+    ]
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
+def _masked_attention(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: int, end: int, key_start: int,
+    window: int | None, scale: float,
+) -> torch.Tensor:
+    """Queries at positions first..end-1 over keys key_start..end-1, causal (and within `window`)."""
+    keys, values = keys[:, :, key_start:end], values[:, :, key_start:end]
+    query_positions = torch.arange(first, end, device=queries.device)[:, None]  # (T', 1)
+    key_positions = torch.arange(key_start, end, device=queries.device)[None]  # (1, K)
+    mask = key_positions <= query_positions  # (T', K)
+    if window is not None:
+        mask &= key_positions > query_positions - window
+    groups = queries.shape[1] // keys.shape[1]
+    if groups > 1:  # transformers repeats the key heads when it passes a mask
+        keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
 
 
 def _hub_offline() -> bool:
