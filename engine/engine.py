@@ -137,7 +137,7 @@ class Engine:
             ids = ids[:-1]  # the last token may be cut mid-word
         return ids[:head]
 
-    def make_sampler(self, slots: int, steps: int | None, seed: int) -> Sampler:
+    def make_sampler(self, slots: int, steps: int | None, seed: int, independent_rows: bool = False) -> Sampler:
         generator = torch.Generator().manual_seed(seed)
         if self.backend.noise == "uniform":
             # noise only from ids the tokenizer knows (the checkpoint's table can be larger, e.g. image ids)
@@ -157,6 +157,7 @@ class Engine:
             self.defaults.temperature,
             generator,
             commit_confidence=self.defaults.commit_confidence,
+            independent_rows=independent_rows,
         )
 
     # ---- filling ----------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class Engine:
         fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
         step = 0
         fitted: int | None = None  # the probed length: slots from here on start as committed pads
-        denoiser = self._canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0])
+        denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0])
         if fit and self.backend.noise == "mask" and len(blocks) == 1:
             fitted, guess = self.probe_length(denoiser, slots)
             # the probe is a full forward over the hole: its guess is the first draft the user sees
@@ -193,7 +194,7 @@ class Engine:
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
-                denoiser = self._canvas_denoiser(cache, suffix if final_block else suffix[:0])
+                denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0])
             sampler = self.make_sampler(fitted or block_slots, request.steps, request.seed + index)
             start = sampler.start(batch, block_slots, self.backend.device)
             if fitted is not None and isinstance(sampler, ConfidenceCommit):
@@ -215,7 +216,7 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
-    def _canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor) -> Callable:
+    def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor) -> Callable:
         """hole tokens (B, S) -> logits (B, S, V) over the canvas [hole][suffix], after the prefix cache.
 
         Where the backend can keep the suffix head's keys, the head runs through the network only every

@@ -61,7 +61,8 @@ def right_pad_run(tokens: torch.Tensor, pad: int) -> torch.Tensor:
 class ConfidenceCommit:
     """Mask noise: commit the k most confident uncommitted slots per step (k spreads the rest evenly
     over the remaining steps), and every slot at least `commit_confidence` certain, so easy stretches
-    finish in fewer steps. Row 0 is greedy; further rows (alternatives) sample at `temperature`."""
+    finish in fewer steps. Row 0 is greedy; further rows (alternatives) sample at `temperature`, unless
+    `independent_rows` (rows are separate fills, all greedy: batched requests)."""
 
     self_conditioning = False
 
@@ -75,6 +76,7 @@ class ConfidenceCommit:
         generator: torch.Generator,
         pad_bonus: float = 0.9,
         commit_confidence: float = 1.0,
+        independent_rows: bool = False,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -82,6 +84,7 @@ class ConfidenceCommit:
         self.generator = generator
         self.pad_bonus = pad_bonus  # right-end pads this certain are committed at once, beyond k
         self.commit_confidence = commit_confidence  # any slot this certain is committed, beyond k
+        self.independent_rows = independent_rows
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -104,7 +107,7 @@ class ConfidenceCommit:
         logits = self._forbid(logits, self.forbidden)
         probs = torch.softmax(logits, dim=-1)
         confidence, token = probs.max(-1)
-        if logits.shape[0] > 1:  # alternatives: sample rows 1.. so they differ from the greedy row
+        if logits.shape[0] > 1 and not self.independent_rows:  # alternatives: rows 1.. differ from row 0
             temperature = self.temperature if self.temperature > 0 else 0.8
             warm = torch.softmax(logits[1:] / temperature, dim=-1)
             flat = warm.reshape(-1, warm.shape[-1])

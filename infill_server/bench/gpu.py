@@ -147,7 +147,7 @@ def native_part(device: torch.device, smoke: bool, clock: Clock, work: Path) -> 
                    device, repeats)
     result["prefix_encode_ms"] = cold
 
-    # B concurrent fills of the same length: one batched denoising loop over B rows
+    # B concurrent fills of the same document and length: one batched denoising loop over B rows
     cache = engine.prefix_cache.sync("gpu-bench", engine.prefix_ids(prefix))
     tail = torch.tensor(engine.suffix_ids(suffix), dtype=torch.long, device=backend.device)  # (suffix,)
     for slots in (16, 64):
@@ -156,12 +156,10 @@ def native_part(device: torch.device, smoke: bool, clock: Clock, work: Path) -> 
                 result["batched_note"] = "stopped early to keep time for part 3"
                 break
 
-            def denoiser(hole: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-                canvas = torch.cat((hole, tail.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
-                return backend.denoise(cache, canvas, hole.shape[1], previous)
-
             def fill(batch: int = batch, slots: int = slots) -> None:
-                sampler = engine.make_sampler(slots, None, 0)
+                # B independent greedy fills (the rows of concurrent requests, not sampled alternatives)
+                sampler = engine.make_sampler(slots, None, 0, independent_rows=True)
+                denoiser = engine.canvas_denoiser(cache, tail)
                 for _ in denoise_hole(denoiser, sampler, sampler.start(batch, slots, backend.device)):
                     pass
 
