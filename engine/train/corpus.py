@@ -1,32 +1,55 @@
 """The training corpus: permissively licensed source code, deduplicated, split by hash, with a manifest.
 
-Two steps, because only one machine has npm and only the other trains:
+Two steps, because only this machine reaches the package registries and only the other trains:
 - `pack-js` (here): pick readable JavaScript/TypeScript from an npm `node_modules` tree and pack it,
   with each file's package, version and licence, into one compressed tar that travels with the run.
+- `pack-py` (here): `pip download` pure-Python wheels named in a list, keep the permissively licensed
+  ones' readable .py files, and pack them the same way.
 - `build` (where it trains): add the Python standard library and the permissively licensed packages of
-  the running interpreter, unpack the JavaScript archive, deduplicate by content, hold out ~2% of files
-  by hash, and write `train.jsonl`, `eval.jsonl` and the manifest.
+  the running interpreter, unpack the archives, deduplicate by content, hold out ~2% of files by hash,
+  and write `train.jsonl`, `eval.jsonl` and the manifest.
+
+An archive that adds to an existing corpus is packed with `--manifest` and `--holes`: it leaves out
+every package the corpus already has (in any version: another version's files are near-copies of its
+held-out files), every file whose hash the corpus has or whose path it holds out, and every file that
+shares half of the code lines of a file the evaluation holes were cut from (or of a held-out file of
+an archive named with `--held-out-from`). `build` adds the archives after the packages of the machine,
+in the order given, and drops an archive's package when an earlier source gave that package in
+another version; `check` then proves that every file of the evaluation holes is held out and that its
+package comes in one version only.
 
 Usage:
     python -m engine.train.corpus pack-js --node-modules PATH --out .device/js_corpus.tar.xz
-    python -m engine.train.corpus build --js .device/js_corpus.tar.xz --out /tmp/dgem/corpus
+    python -m engine.train.corpus pack-js --node-modules PATH --out .device/js_corpus2.tar.xz \
+        --manifest engine/train/manifest.jsonl.xz --holes engine/train/eval_holes.jsonl.xz \
+        --held-out-from .device/js_corpus.tar.xz --max-package-mb 1.0
+    python -m engine.train.corpus pack-py --packages engine/train/py_packages.txt \
+        --manifest engine/train/manifest.jsonl.xz --holes engine/train/eval_holes.jsonl.xz \
+        --held-out-from .device/js_corpus.tar.xz --out .device/py_corpus.tar.xz
+    python -m engine.train.corpus build --js .device/js_corpus.tar.xz --js .device/js_corpus2.tar.xz \
+        --js .device/py_corpus.tar.xz --out /tmp/dgem/corpus
+    python -m engine.train.corpus check --manifest /tmp/dgem/corpus/manifest.jsonl.xz
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.parser
 import hashlib
 import io
 import json
 import lzma
 import platform
 import re
+import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
+import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -135,6 +158,119 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+# ---- keeping held-out files out of added archives -------------------------------------------------
+
+
+def package_name(origin: str) -> str:
+    """"numpy@2.5.2" -> "numpy", "@babel/types@7.29.14" -> "@babel/types"; PyPI spellings normalised."""
+    name = origin.rsplit("@", 1)[0] if origin.rfind("@") > 0 else origin
+    return re.sub(r"[-_.]+", "-", name.lower())
+
+
+def _long_lines(text: str) -> set[str]:
+    """Distinct lines of some length (comments too: a port to another module system keeps them)."""
+    return {line.strip() for line in text.split("\n") if len(line.strip()) >= 20}
+
+
+class EvalGuard:
+    """Decides which files of a new archive may join an existing corpus without touching its held-out set."""
+
+    def __init__(self, manifest: Path | None, holes: Path | None, archives: Sequence[Path] = ()):
+        """manifest: the corpus's; holes: the evaluation holes (each holds its whole file); archives: packed
+        archives of that corpus, whose held-out files (by the manifest) are compared line by line too."""
+        self.names: set[str] = set()
+        self.hashes: set[str] = set()
+        self.eval_paths: set[str] = set()
+        eval_hashes: set[str] = set()
+        if manifest is not None:
+            with lzma.open(manifest, "rt", encoding="utf-8") as handle:
+                for row in map(json.loads, handle):
+                    self.names.add(package_name(row["origin"]))
+                    self.hashes.add(row["sha256"])
+                    if row["split"] == "eval":
+                        self.eval_paths.add(row["path"])
+                        eval_hashes.add(row["sha256"])
+        self.owners: dict[str, list[int]] = {}  # long line -> eval files holding it
+        self.sizes: list[int] = []
+        texts: dict[str, str] = {}
+        if holes is not None:
+            with lzma.open(holes, "rt", encoding="utf-8") as handle:
+                for hole in map(json.loads, handle):
+                    texts[hole["id"].split("#")[0]] = hole["prefix"] + hole["middle"] + hole["suffix"]
+        for archive in archives:
+            texts.update((f.path, f.text) for f in unpack_js(archive) if f.sha256 in eval_hashes)
+        for index, text in enumerate(texts.values()):
+            for line in _long_lines(text):
+                self.owners.setdefault(line, []).append(index)
+        # lines that many held-out files share (licence headers, 'Object.defineProperty(exports, ...') say nothing
+        self.owners = {line: owners for line, owners in self.owners.items() if len(owners) < 3}
+        self.sizes = [0] * len(texts)
+        for owners in self.owners.values():
+            for owner in owners:
+                self.sizes[owner] += 1
+        self.rejected: Counter = Counter()
+
+    def package_taken(self, name: str) -> bool:
+        return package_name(name) in self.names
+
+    def admits(self, path: str, text: str) -> bool:
+        reason = None
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() in self.hashes:
+            reason = "in corpus"
+        elif path in self.eval_paths:
+            reason = "held-out path"
+        elif self.owners:
+            lines = _long_lines(text)
+            hits: Counter = Counter(owner for line in lines for owner in self.owners.get(line, ()))
+            for owner, count in hits.items():  # half of a held-out file, or half of this one
+                if count >= 2 and (count >= 0.5 * self.sizes[owner] or (count >= 5 and count >= 0.5 * len(lines))):
+                    reason = "near-copy of an eval file"
+                    print(f"drop {path}: shares {count} lines with eval file {owner}", file=sys.stderr)
+                    break
+        if reason:
+            self.rejected[reason] += 1
+        return reason is None
+
+
+TEST_DIR = re.compile(r"(^|/)(tests?|testing|__tests__|spec)(/|$)")
+
+
+def capped(files: list[tuple[str, str]], max_bytes: float | None) -> list[tuple[str, str]]:
+    """At most max_bytes of one package: non-test files first, each group in a fixed order by path hash
+    (spread over the package rather than its alphabetically first folders)."""
+    if max_bytes is None:
+        return files
+    order = sorted(files, key=lambda f: (bool(TEST_DIR.search(f[0])), hashlib.sha256(f[0].encode()).hexdigest()))
+    kept, total = [], 0
+    for path, text in order:
+        size = len(text.encode("utf-8"))
+        if total + size <= max_bytes:
+            kept.append((path, text))
+            total += size
+    return sorted(kept)
+
+
+def write_archive(records: list[tuple[str, str, str, str]], out: Path) -> None:
+    """Records (path, origin, licence, text) -> one xz-compressed tar with an index of origins and licences."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, _, _, text in records:
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        index = "\n".join(json.dumps({"path": p, "origin": o, "licence": lic}) for p, o, lic, _ in records).encode()
+        info = tarfile.TarInfo("js_index.jsonl")  # the name the first archive used; every archive keeps it
+        info.size = len(index)
+        tar.addfile(info, io.BytesIO(index))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+    by_origin = Counter(package_name(origin) for _, origin, _, _ in records)
+    size = sum(len(text.encode("utf-8")) for *_, text in records)
+    print(f"packed {len(records)} files ({size / 1e6:.1f} MB) from {len(by_origin)} packages -> {out} "
+          f"({out.stat().st_size / 1e6:.1f} MB)")
+
+
 # ---- JavaScript / TypeScript (run where npm is) -------------------------------------------------
 
 
@@ -160,42 +296,38 @@ def js_files(package_dir: Path) -> Iterator[Path]:
             yield path
 
 
-def pack_js(node_modules: Path, out: Path) -> None:
+def pack_js(node_modules: Path, out: Path, guard: EvalGuard | None = None, max_package_mb: float | None = None) -> None:
     records, seen = [], set()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for package_dir in npm_packages(node_modules):
-            package = json.loads((package_dir / "package.json").read_text())
-            licence = npm_licence(package)
-            name = package.get("name", package_dir.name)
-            if licence is None:
-                print(f"skip {name}: licence {package.get('license')!r}", file=sys.stderr)
+    for package_dir in npm_packages(node_modules):
+        package = json.loads((package_dir / "package.json").read_text())
+        licence = npm_licence(package)
+        name = package.get("name", package_dir.name)
+        if licence is None:
+            print(f"skip {name}: licence {package.get('license')!r}", file=sys.stderr)
+            continue
+        if guard is not None and guard.package_taken(name):
+            print(f"skip {name}: already in the corpus", file=sys.stderr)
+            continue
+        files = []
+        for path in js_files(package_dir):
+            text = read_text(path)
+            if text is None or not is_readable_source(text):
                 continue
-            for path in js_files(package_dir):
-                text = read_text(path)
-                if text is None or not is_readable_source(text):
-                    continue
-                data = text.encode("utf-8")
-                digest = hashlib.sha256(data).hexdigest()
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                rel = f"node_modules/{name}/{path.relative_to(package_dir).as_posix()}"
-                info = tarfile.TarInfo(rel)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-                records.append({"path": rel, "origin": f"{name}@{package.get('version')}", "licence": licence})
-        index = "\n".join(json.dumps(r) for r in records).encode()
-        info = tarfile.TarInfo("js_index.jsonl")
-        info.size = len(index)
-        tar.addfile(info, io.BytesIO(index))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME))
-    by_origin = Counter(r["origin"].rsplit("@", 1)[0] for r in records)
-    print(f"packed {len(records)} files from {len(by_origin)} packages -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            rel = f"node_modules/{name}/{path.relative_to(package_dir).as_posix()}"
+            if digest in seen or (guard is not None and not guard.admits(rel, text)):
+                continue
+            seen.add(digest)
+            files.append((rel, text))
+        kept = capped(files, max_package_mb and max_package_mb * 1e6)
+        records += [(rel, f"{name}@{package.get('version')}", licence, text) for rel, text in kept]
+    write_archive(records, out)
+    if guard is not None:
+        print(f"left out: {dict(guard.rejected)}")
 
 
 def unpack_js(archive: Path) -> Iterator[SourceFile]:
+    """Any archive written by pack-js or pack-py (the language follows each file's suffix)."""
     with tarfile.open(fileobj=io.BytesIO(lzma.decompress(archive.read_bytes()))) as tar:
         index = tar.extractfile("js_index.jsonl")
         assert index is not None
@@ -204,6 +336,96 @@ def unpack_js(archive: Path) -> Iterator[SourceFile]:
             member = tar.extractfile(record["path"])
             assert member is not None
             yield SourceFile(record["path"], record["origin"], record["licence"], member.read().decode("utf-8"))
+
+
+# ---- Python from PyPI (run where pip reaches the registry) --------------------------------------
+
+PIP_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--abi", "cp312", "--abi", "abi3",
+              "--abi", "none", "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
+              "--platform", "any"]
+
+
+def read_package_list(path: Path) -> list[str]:
+    specs = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            specs.append(line)
+    return specs
+
+
+def download_wheel(spec: str, folder: Path) -> Path | None:
+    """One wheel for CPython 3.12 on x86-64 Linux (the training machine's), its dependencies not fetched."""
+    name = re.split(r"[=<>!~\[ ]", spec, maxsplit=1)[0]
+    wanted = re.sub(r"[-_.]+", "_", name.lower())
+    def found() -> Path | None:
+        for wheel in sorted(folder.glob("*.whl")):
+            if re.sub(r"[-_.]+", "_", wheel.name.split("-")[0].lower()) == wanted:
+                return wheel
+        return None
+    if found() is None:
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                                 "--only-binary=:all:", *PIP_TARGET, "-d", str(folder), spec],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"skip {spec}: pip download failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
+    return found()
+
+
+def wheel_files(wheel: Path) -> tuple[email.message.Message, list[tuple[str, str]]]:
+    """The wheel's metadata and its readable .py files (relative path, text), vendored code left out."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        meta_name = next(n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        meta = email.parser.Parser().parsestr(archive.read(meta_name).decode("utf-8"))
+        files = []
+        for name in sorted(names):
+            if not name.endswith(PY_SUFFIXES) or ".dist-info/" in name or ".data/" in name or VENDORED.search(name):
+                continue
+            if archive.getinfo(name).file_size > MAX_FILE_BYTES:
+                continue
+            try:
+                text = archive.read(name).decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if is_readable_source(text):
+                files.append((name, text))
+    return meta, files
+
+
+def pack_py(package_list: Path, out: Path, guard: EvalGuard, download_dir: Path | None,
+            max_package_mb: float | None = None) -> None:
+    records, seen = [], set()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = download_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        for spec in read_package_list(package_list):
+            wheel = download_wheel(spec, folder)
+            if wheel is None:
+                continue
+            meta, files = wheel_files(wheel)
+            name, version = meta["Name"], meta["Version"]
+            licence = dist_licence(meta)
+            if licence is None:
+                shown = meta.get("License-Expression") or meta.get("License") or ""
+                print(f"skip {name}: licence {shown[:80]!r}", file=sys.stderr)
+                continue
+            if guard.package_taken(name):
+                print(f"skip {name}: already in the corpus", file=sys.stderr)
+                continue
+            admitted = []
+            for rel, text in files:
+                path = f"site-packages/{rel}"
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                if digest in seen or not guard.admits(path, text):
+                    continue
+                seen.add(digest)
+                admitted.append((path, text))
+            kept = capped(admitted, max_package_mb and max_package_mb * 1e6)
+            records += [(path, f"{name}@{version}", licence, text) for path, text in kept]
+            print(f"{name}@{version} ({licence}): {len(kept)} of {len(admitted)} files", file=sys.stderr)
+    write_archive(records, out)
+    print(f"left out: {dict(guard.rejected)}")
 
 
 # ---- Python (run where it trains) ---------------------------------------------------------------
@@ -250,19 +472,29 @@ def split_of(sha256: str) -> str:
     return "eval" if int(sha256[:8], 16) % 100 < HOLDOUT_PERCENT else "train"
 
 
-def build(js_archive: Path | None, out: Path, manifest_path: Path) -> None:
+def build(archives: list[Path], out: Path, manifest_path: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    sources: list[Iterator[SourceFile]] = [stdlib_files(), site_package_files()]
-    if js_archive is not None:
-        sources.append(unpack_js(js_archive))
     seen: set[str] = set()
     stats: Counter = Counter()
+    versions: dict[tuple[str, str], str] = {}  # (language, package) -> the one origin the corpus takes it from
+
+    def first_version_only(source: Iterator[SourceFile]) -> Iterator[SourceFile]:
+        """An archive's package is dropped when an earlier source gave that package in another version."""
+        for file in source:
+            key = (file.language, package_name(file.origin))
+            if versions.setdefault(key, file.origin) != file.origin:
+                stats["shadowed_by_earlier_source"] += 1
+                continue
+            yield file
+
+    sources: list[Iterator[SourceFile]] = [stdlib_files(), site_package_files()]
+    sources += [unpack_js(archive) for archive in archives]
     with contextlib.ExitStack() as files:
         handles = {split: files.enter_context(open(out / f"{split}.jsonl", "w", encoding="utf-8"))
                    for split in ("train", "eval")}
         manifest = files.enter_context(lzma.open(manifest_path, "wt", encoding="utf-8"))
         for source in sources:
-            for file in source:
+            for file in first_version_only(source):
                 digest = file.sha256
                 if digest in seen:
                     stats["duplicates"] += 1
@@ -280,6 +512,34 @@ def build(js_archive: Path | None, out: Path, manifest_path: Path) -> None:
     print(json.dumps(dict(stats)))
 
 
+def check_held_out(manifest: Path, holes: Path) -> None:
+    """Fails unless every file the evaluation holes were cut from is held out in this manifest, and the
+    corpus takes its package in one version only (no other version's copy of it in training)."""
+    texts: dict[str, str] = {}
+    with lzma.open(holes, "rt", encoding="utf-8") as handle:
+        for hole in map(json.loads, handle):
+            texts[hole["id"].split("#")[0]] = hole["prefix"] + hole["middle"] + hole["suffix"]
+    wanted = {hashlib.sha256(text.encode("utf-8")).hexdigest(): path for path, text in texts.items()}
+    versions: dict[tuple[str, str], set[str]] = {}
+    found: dict[str, dict] = {}
+    with lzma.open(manifest, "rt", encoding="utf-8") as handle:
+        for row in map(json.loads, handle):
+            language = "python" if row["path"].endswith(PY_SUFFIXES) else "javascript"
+            versions.setdefault((language, package_name(row["origin"])), set()).add(row["origin"])
+            if row["sha256"] in wanted:
+                found[row["sha256"]] = row
+    problems = [f"{path}: not in the manifest" for digest, path in wanted.items() if digest not in found]
+    problems += [f"{row['path']}: split {row['split']}" for row in found.values() if row["split"] != "eval"]
+    for row in found.values():
+        language = "python" if row["path"].endswith(PY_SUFFIXES) else "javascript"
+        origins = versions[(language, package_name(row["origin"]))]
+        if len(origins) > 1:
+            problems.append(f"{row['path']}: its package comes in {len(origins)} versions: {sorted(origins)}")
+    print(f"{len(wanted)} files with evaluation holes; {len(found)} found, all held out: {not problems}")
+    if problems:
+        sys.exit("\n".join(problems[:20]))
+
+
 def load_split(corpus: Path, split: str) -> list[dict]:
     with open(corpus / f"{split}.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
@@ -288,16 +548,41 @@ def load_split(corpus: Path, split: str) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    pack = commands.add_parser("pack-js", help="pack readable, permissively licensed JS/TS from node_modules")
+    guarded = argparse.ArgumentParser(add_help=False)
+    guarded.add_argument("--manifest", type=Path, default=None,
+                         help="corpus manifest: leave out its packages, held-out paths and hashes")
+    guarded.add_argument("--holes", type=Path, default=None,
+                         help="evaluation holes: leave out near-copies of the files they were cut from")
+    guarded.add_argument("--held-out-from", type=Path, action="append", default=[],
+                         help="an archive of the corpus: leave out near-copies of its held-out files too")
+    pack = commands.add_parser("pack-js", parents=[guarded],
+                               help="pack readable, permissively licensed JS/TS from node_modules")
     pack.add_argument("--node-modules", type=Path, required=True)
     pack.add_argument("--out", type=Path, default=Path(".device/js_corpus.tar.xz"))
+    pack.add_argument("--max-package-mb", type=float, default=None, help="cap each package's text (MB)")
+    pypack = commands.add_parser("pack-py", parents=[guarded],
+                                 help="download wheels from a list, pack readable, permissively licensed .py")
+    pypack.add_argument("--packages", type=Path, default=Path(__file__).with_name("py_packages.txt"))
+    pypack.add_argument("--out", type=Path, default=Path(".device/py_corpus.tar.xz"))
+    pypack.add_argument("--download-dir", type=Path, default=None, help="keep the wheels here (reused)")
+    pypack.add_argument("--max-package-mb", type=float, default=1.2, help="cap each package's text (MB)")
     make = commands.add_parser("build", help="build train/eval splits and the manifest")
-    make.add_argument("--js", type=Path, default=None, help="archive written by pack-js")
+    make.add_argument("--js", type=Path, action="append", default=[],
+                      help="archive written by pack-js or pack-py (repeatable; added in this order)")
     make.add_argument("--out", type=Path, required=True, help="folder for train.jsonl, eval.jsonl, stats.json")
     make.add_argument("--manifest", type=Path, default=None, help="default: OUT/manifest.jsonl.xz")
+    check = commands.add_parser("check", help="the files of the evaluation holes are held out (exit 1 if not)")
+    check.add_argument("--manifest", type=Path, required=True)
+    check.add_argument("--holes", type=Path, default=Path(__file__).with_name("eval_holes.jsonl.xz"))
     args = parser.parse_args(argv)
-    if args.command == "pack-js":
-        pack_js(args.node_modules, args.out)
+    if args.command == "check":
+        check_held_out(args.manifest, args.holes)
+    elif args.command == "pack-js":
+        guard = EvalGuard(args.manifest, args.holes, args.held_out_from) if args.manifest or args.holes else None
+        pack_js(args.node_modules, args.out, guard, args.max_package_mb)
+    elif args.command == "pack-py":
+        guard = EvalGuard(args.manifest, args.holes, args.held_out_from)
+        pack_py(args.packages, args.out, guard, args.download_dir, args.max_package_mb)
     else:
         build(args.js, args.out, args.manifest or args.out / "manifest.jsonl.xz")
 

@@ -7,9 +7,18 @@
 #   bash engine/train/device.sh start BUDGET WAIT corpus, then training of BUDGET minutes in the
 #                                                 background; returns a snapshot after WAIT seconds
 #   bash engine/train/device.sh wait WAIT         snapshot after WAIT more seconds (or at the end)
-#   bash engine/train/device.sh finish            wait for the end of training, full export
+#   bash engine/train/device.sh finish [WAIT]     wait for the end of training (WAIT s at most, 480),
+#                                                 full export; after `continue`, also the held-out
+#                                                 infilling evaluation of the new model
 #   bash engine/train/device.sh resume BUDGET STOP [ARGS]  on a fresh machine: train in the
 #                                                 foreground from engine/weights, STOP minutes
+#   bash engine/train/device.sh continue BUDGET WAIT [ARGS]  like start, but from engine/weights
+#                                                 (the shipped model), which is evaluated on the
+#                                                 held-out holes while the corpus builds
+#
+# The corpus takes every archive packed here that is present, in this order (the first one made the
+# shipped corpus; the others only add): .device/js_corpus.tar.xz, js_corpus2.tar.xz, py_corpus.tar.xz.
+# The evaluation needs tree-sitter, which the machine lacks: its wheels travel in .device/wheels.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 W=/tmp/dgem
@@ -17,13 +26,44 @@ OUT=${OUT:-$W/out}
 mkdir -p "$W" "$OUT"
 TOK=engine/weights/tokenizer.json
 
+ARCHIVES=()
+for archive in .device/js_corpus.tar.xz .device/js_corpus2.tar.xz .device/py_corpus.tar.xz; do
+  if [ -f "$archive" ]; then ARCHIVES+=(--js "$archive"); fi
+done
+
 prepare() {
   if [ ! -f "$W/corpus/stats.json" ]; then
-    python3 -m engine.train.corpus build --js .device/js_corpus.tar.xz --out "$W/corpus" 2> "$W/corpus_skips.log"
+    python3 -m engine.train.corpus build "${ARCHIVES[@]}" --out "$W/corpus" 2> "$W/corpus_skips.log"
   fi
+  python3 -m engine.train.corpus check --manifest "$W/corpus/manifest.jsonl.xz"  # stops here on a leak
   if [ ! -f "$TOK" ]; then  # the first run trains it; later runs must reuse the committed one
     python3 -m engine.train.tokenizer --corpus "$W/corpus" --out "$W/tokenizer.json"
     TOK=$W/tokenizer.json
+  fi
+}
+
+tree_sitter() {  # the syntax layer that the held-out evaluation sizes and post-processes fills with
+  local dir
+  for dir in .device/wheels .whl; do
+    if compgen -G "$dir/tree_sitter*.whl" > /dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$dir"/tree_sitter*.whl
+      export PYTHONPATH=/tmp/site
+      return
+    fi
+  done
+  echo "no tree-sitter wheels in .device/wheels or .whl: the evaluation will fail" >&2
+}
+
+EVAL_ARGS=(--device cuda --per-group 30 --tokens-per-step 2 --fit-length off,on)
+
+evaluate() {  # $1: model folder, $2: name, [$3: bg] -> $W/eval/eval_$2.json (true, unknown, unknown+probe)
+  mkdir -p "$W/eval"
+  local run=(python3 -m engine.train.evaluate run --model "$1" "${EVAL_ARGS[@]}" --out "$W/eval/eval_$2.json")
+  if [ "${3:-}" = bg ]; then  # its own session, so it outlives the call that started it
+    setsid nohup "${run[@]}" > "$W/eval/eval_$2.log" 2>&1 < /dev/null &
+  else
+    "${run[@]}" > "$W/eval/eval_$2.log" 2>&1
   fi
 }
 
@@ -36,6 +76,12 @@ export_to_out() {  # $1: checkpoint folder, $2: eval batches, $3: exact-match ho
   cp "$W/corpus/stats.json" "$W/export/corpus_stats.json"
   cp "$W/corpus_skips.log" "$W/export/" 2>/dev/null || true
   [ -f "$W/train.log" ] && tail -c 200000 "$W/train.log" > "$W/export/train.log"
+  if [ "${EVAL_NEW:-0}" = 1 ]; then
+    while pgrep -f "engine.train.evaluate" > /dev/null; do sleep 5; done  # the old model's, if still running
+    tree_sitter
+    evaluate "$W/export" new
+  fi
+  cp "$W"/eval/eval_* "$W/export/" 2>/dev/null || true
   cp "$W"/export/model*.safetensors "$OUT"/
   cp "$W/corpus/manifest.jsonl.xz" "$OUT"/
   tar -czf "$OUT/bundle.tar.gz" -C "$W/export" --exclude='model*.safetensors' .
@@ -68,8 +114,20 @@ case "$1" in
     export_to_out "$W/ckpt" 8 128
     ;;
   finish)
-    wait_for 480
-    export_to_out "$W/ckpt" 32 512
+    wait_for "${2:-480}"
+    EVAL_NEW=$([ -d "$W/old_weights" ] && echo 1 || echo 0) export_to_out "$W/ckpt" 32 512
+    grep -H " all " "$W"/eval/eval_*.log 2>/dev/null || true  # old vs new, all languages
+    ;;
+  continue)
+    rm -rf "$W/old_weights" && cp -r engine/weights "$W/old_weights"
+    tree_sitter
+    evaluate "$W/old_weights" old bg  # on the GPU while the corpus builds on the CPUs
+    prepare
+    setsid nohup python3 -m engine.train.train --corpus "$W/corpus" --tokenizer "$TOK" --ckpt "$W/ckpt" \
+      --init-from "$W/old_weights" --budget-min "$2" --stop-min 60 "${@:4}" > "$W/train.log" 2>&1 < /dev/null &
+    sleep 5
+    wait_for "$3"
+    export_to_out "$W/ckpt" 8 128
     ;;
   resume)
     prepare

@@ -15,6 +15,9 @@ cp "$from/manifest.jsonl.xz" engine/train/manifest.jsonl.xz
 cp "$tmp/log.jsonl" engine/train/loss_log.jsonl
 cp "$tmp/corpus_stats.json" "$tmp/corpus_skips.log" engine/train/
 chmod 644 engine/train/manifest.jsonl.xz
+for f in "$tmp"/eval_*.json "$tmp"/eval_*.log; do  # held-out infilling results (device.sh continue/finish)
+  if [ -f "$f" ]; then cp "$f" docs/quality/; fi
+done
 python -m engine.train.plot engine/train/loss_log.jsonl --out engine/train/loss_curve.png
 python -m engine.train.export --card-only --out engine/weights --manifest engine/train/manifest.jsonl.xz
 rm -rf "$tmp"
