@@ -13,6 +13,7 @@ Usage:
     python -m engine.train.evaluate cut --corpus CORPUS_DIR --out engine/train/eval_holes.jsonl.xz
     python -m engine.train.evaluate cut --manifest engine/train/manifest.jsonl.xz --js .device/js_corpus.tar.xz
     python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--tokens-per-step 1,2,4]
+        [--generation '{}' '{"suffix_refresh_steps": 0, "commit_confidence": 0.8}']
 """
 
 from __future__ import annotations
@@ -234,16 +235,17 @@ def run(args: argparse.Namespace) -> None:
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
     settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
-    for length, fit, head in settings:
-        engine.defaults = replace(trained, suffix_head_tokens=head)
-        for tokens_per_step in args.tokens_per_step:
-            filled = fill_all(engine, holes, length, tokens_per_step, fit)
-            for (language, kind), rows in _grouped(filled).items():
-                result = score(rows)
-                results.append({"length": length, "fit_length": fit, "suffix_head": head,
-                                "tokens_per_step": tokens_per_step, "language": language, "kind": kind,
-                                **result.__dict__})
-                print(_row(results[-1]), flush=True)
+    for generation in args.generation:
+        for length, fit, head in settings:
+            engine.defaults = replace(trained, **generation, suffix_head_tokens=head)
+            for tokens_per_step in args.tokens_per_step:
+                filled = fill_all(engine, holes, length, tokens_per_step, fit)
+                for (language, kind), rows in _grouped(filled).items():
+                    result = score(rows)
+                    results.append({"length": length, "fit_length": fit, "suffix_head": head,
+                                    "tokens_per_step": tokens_per_step, "generation": generation,
+                                    "language": language, "kind": kind, **result.__dict__})
+                    print(_row(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"model": engine.info.source, "results": results}, indent=1))
 
@@ -259,7 +261,8 @@ def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[
 def _row(result: dict) -> str:
     parsed = "-" if result["parses"] is None else f"{result['parses']:.1%}"
     length = result["length"] + ("+probe" if result["fit_length"] else "")
-    return (f"{length:<14} sfx {result['suffix_head']:<3} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
+    generation = "".join(f" {key}={value}" for key, value in result.get("generation", {}).items())
+    return (f"{length:<14}{generation} sfx {result['suffix_head']:<3} {result['tokens_per_step']:>4} tok/step  {result['language']:<11} "
             f"{result['kind']:<12} n={result['count']:<4} exact {result['exact']:6.1%}  "
             f"edit-sim {result['similarity']:.3f}  parses {parsed:>6}  {result['ms_p50']:7.0f} ms p50")
 
@@ -284,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
                       help="unknown length with the length probe off/on (default: off,on)")
     fill.add_argument("--suffix-head", type=lambda s: [int(x) for x in s.split(",")], default=[64],
                       help="suffix tokens on the canvas, one run each (default: 64)")
+    fill.add_argument("--generation", type=json.loads, nargs="+", default=[{}],
+                      help="generation_config overrides, a JSON object each, one run each (default: {} = as shipped)")
     fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.command == "cut":
