@@ -6,6 +6,7 @@ benchmarks run a `NativeConfig()`-shaped network (the shipped shape) with the ti
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -25,8 +26,7 @@ def write_shaped_native_model(path: Path, cfg: NativeConfig | None = None, seed:
     path = Path(path)
     if (path / "config.json").is_file():
         return path  # written earlier in this run
-    generation = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 64, "tokens_per_step": 2,
-                  "max_steps": 48}
+    generation = json.loads((SHIPPED_MODEL / "generation_config.json").read_text(encoding="utf-8"))
     return write_random_native_model(path, cfg or NativeConfig(), generation, seed)
 
 
