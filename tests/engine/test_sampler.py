@@ -128,12 +128,3 @@ def test_uniform_loop_feeds_back_the_previous_logits() -> None:
     assert fed_back[0] is None and all(p is not None for p in fed_back[1:])
     assert states[-1].done and len(states) == 3
 
-
-def test_pads_from_fixes_the_slots_past_a_known_length() -> None:
-    sampler = commit_sampler(steps=2)
-    state = sampler.pads_from(sampler.start(1, 5, torch.device("cpu")), 3)
-    assert state.tokens.tolist() == [[MASK, MASK, MASK, PAD, PAD]]
-    assert state.committed.tolist() == [[False, False, False, True, True]]
-    state = sampler.update(state, peaked([5, 6, 7, 4, 4], [0.9, 0.8, 0.7, 0.9, 0.9]))
-    assert state.tokens[0, 3:].tolist() == [PAD, PAD]  # committed slots keep their pads
-    assert int(state.committed.sum()) == 2 + 2  # k = 2 of the 3 free slots this step
