@@ -2,18 +2,20 @@
 
 Parts: tokenising the prefix, encoding it (per token), one denoising step (network layers + LM head),
 the LM head alone, the sampler's update, decoding the hole text, and the service's post-processing
-(tree-sitter analysis + filters). Two variants are timed inside the same run, as ratios: suffix-head
-length on the canvas, and the number of CPU threads.
+(tree-sitter analysis + filters). Variants timed inside the same run, as ratios: the decoding shortcuts
+(suffix-head keys kept, confidence commits) against the exact computation, suffix-head length on the
+canvas, and the number of CPU threads.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
 from engine import Engine
-from infill_server.bench.latency import Document
+from infill_server.bench.latency import Document, service_request, timed_fill
 from infill_server.bench.timing import Budget, Samples, repeat
 from infill_server.syntax import analyze, postprocess
 
@@ -23,7 +25,7 @@ def _median_ms(fn, budget: Budget) -> float:
 
 
 def cost_breakdown(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
-    """p50 ms of each part of a fill of `slots` slots after `doc.prefix`."""
+    """p50 ms of each part of a fill of `slots` slots after `doc.prefix`, and what a real fill spends on each."""
     backend = engine.backend
     prefix_ids = engine.prefix_ids(doc.prefix)
     suffix_ids = engine.suffix_ids(doc.suffix)
@@ -39,16 +41,22 @@ def cost_breakdown(engine: Engine, doc: Document, slots: int, budget: Budget) ->
     state = sampler.start(1, slots, device)
     canvas = torch.cat((state.tokens, torch.tensor([suffix_ids], dtype=torch.long, device=device)), dim=1)  # (1, C)
     logits = backend.denoise(cache, canvas, slots)  # (1, slots, V)
+    kept = engine.canvas_denoiser(cache, canvas[0, slots:])  # keeps the suffix head's keys if the defaults say so
+    kept(state.tokens, None)  # the first, full pass
     model = backend.model
     width = getattr(getattr(model, "cfg", None), "dim", None)
     hidden = torch.randn(1, slots, width or 1, device=device)  # (1, slots, D)
     text = engine.tokenizer.decode(logits.argmax(-1)[0].tolist())
     context = analyze(doc.prefix + doc.suffix, len(doc.prefix), "python")
+    warm = service_request(engine, doc.prefix, doc.suffix, slots, None, "breakdown")
+    engine.complete(warm)
+    steps = timed_fill(engine, warm)[2]  # refinements of a real warm fill (the length probe included)
 
     parts = {
         "tokenize_prefix_ms": _median_ms(lambda: engine.prefix_ids(doc.prefix), budget),
         "encode_prefix_ms": _median_ms(encode, budget),
         "denoise_step_ms": _median_ms(lambda: backend.denoise(cache, canvas, slots), budget),
+        "later_step_ms": _median_ms(lambda: kept(state.tokens, None), budget),
         "lm_head_ms": _median_ms(lambda: model.logits(hidden), budget) if width else None,
         "sampler_update_ms": _median_ms(lambda: sampler.update(state, logits), budget),
         "decode_text_ms": _median_ms(lambda: engine.tokenizer.decode(logits.argmax(-1)[0].tolist()), budget),
@@ -58,12 +66,13 @@ def cost_breakdown(engine: Engine, doc: Document, slots: int, budget: Budget) ->
     parts["encode_per_token_ms"] = round(parts["encode_prefix_ms"] / len(prefix_ids), 4)
     parts["prefix_tokens_encoded"] = len(prefix_ids)
     parts["canvas_tokens"] = canvas.shape[1]
-    steps = sampler.max_steps
     parts["steps"] = steps
+    head = parts["lm_head_ms"] or 0
     per_fill = {
         "encode (cold only)": parts["tokenize_prefix_ms"] + parts["encode_prefix_ms"],
-        "network layers": steps * (parts["denoise_step_ms"] - (parts["lm_head_ms"] or 0)),
-        "LM head": steps * (parts["lm_head_ms"] or 0),
+        "first pass (hole + suffix head)": parts["denoise_step_ms"] - head,
+        "later steps' layers": (steps - 1) * (parts["later_step_ms"] - head),
+        "LM head": steps * head,
         "sampler": steps * parts["sampler_update_ms"],
         "decode text": steps * parts["decode_text_ms"],
         "post-processing": steps * parts["postprocess_ms"] + parts["analyze_ms"],
@@ -115,3 +124,34 @@ def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -
     finally:
         torch.set_num_threads(default)
     return {f"threads_{count}": {"step_ms_p50": round(samples[count].p50, 2)} for count in counts}
+
+
+DECODING_VARIANTS = {
+    "exact": {"suffix_refresh_steps": 1, "commit_confidence": 1.0},  # suffix head every step, k slots a step
+    "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0},
+    "shipped": {},  # generation_config.json as it is
+}
+
+
+def decoding_variants(engine: Engine, doc: Document, slots: dict[str, int], budget: Budget) -> dict:
+    """Warm-cache final latency of fills per decoding variant, interleaved; slots: {"single_line": 16, ...}."""
+    shipped = engine.defaults
+    settings = {name: replace(shipped, **values) for name, values in DECODING_VARIANTS.items()}
+    samples = {(name, kind): Samples() for name in settings for kind in slots}
+    steps: dict[tuple[str, str], int] = {}
+    another = budget.runs()
+    try:
+        while another():
+            for (name, kind), bucket in samples.items():
+                engine.defaults = settings[name]
+                request = service_request(engine, doc.prefix, doc.suffix, slots[kind], None, "variants")
+                _, final, steps[(name, kind)] = timed_fill(engine, request)
+                bucket.add(final)
+    finally:
+        engine.defaults = shipped
+    out: dict = {}
+    for (name, kind), bucket in samples.items():
+        exact = samples[("exact", kind)].p50
+        out.setdefault(kind, {})[name] = {"final_ms_p50": round(bucket.p50, 1), "steps": steps[(name, kind)],
+                                          "speedup_vs_exact": round(exact / bucket.p50, 3)}
+    return out

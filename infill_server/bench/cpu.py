@@ -15,7 +15,12 @@ from tokenizers import Tokenizer
 
 from engine import Engine
 from infill_server.bench import compare
-from infill_server.bench.breakdown import cost_breakdown, suffix_head_variants, thread_variants
+from infill_server.bench.breakdown import (
+    cost_breakdown,
+    decoding_variants,
+    suffix_head_variants,
+    thread_variants,
+)
 from infill_server.bench.latency import CaseResult, code_corpus, cut_document, run_case
 from infill_server.bench.models import shipped_model_present, write_reference_model, write_shaped_native_model
 from infill_server.bench.report import print_table, write_plots
@@ -51,7 +56,7 @@ class Plan:
     def choose(cls, quick: bool, smoke: bool, accuracy_holes: int | None) -> Plan:
         if smoke:  # tests: mechanics only, tiny models, one or two runs
             tiny = Budget(1, 2, 1.0)
-            return cls((256,), (256,), ("cold", "warm", "keystroke"), tiny, tiny, tiny, tiny, "tiny", 2, False,
+            return cls((256,), (256,), ("cold", "warm", "keystroke"), tiny, tiny, tiny, tiny, "tiny", 2, True,
                        accuracy_holes or 0)
         if quick:
             return cls((1024,), (1024,), ("cold", "warm", "keystroke"), Budget(3, 7, 10.0), Budget(2, 3, 10.0),
@@ -112,6 +117,8 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     if plan.variants:
         results["breakdown"]["multi_line"] = cost_breakdown(engine, doc, multi_slots, plan.parts)
         results["variants"] = {
+            "decoding": decoding_variants(engine, doc, {"single_line": single_slots, "multi_line": multi_slots},
+                                          plan.ratio),
             "suffix_head": suffix_head_variants(engine, doc, single_slots, plan.parts),
             "threads": thread_variants(engine, doc, single_slots, plan.parts),
         }

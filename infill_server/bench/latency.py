@@ -11,6 +11,7 @@ window (whole strides of 256 tokens are dropped from the start); `encoded` repor
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,12 +94,23 @@ def timed_fill(engine: Engine, request: InfillRequest) -> tuple[float, float, in
 _fresh = itertools.count()
 
 
+def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps: int | None,
+                    key: str) -> InfillRequest:
+    """A request sized as the service sizes it: a multi-line hole (more slots than a single line gets)
+    takes `multiline_tokens_per_step` tokens a step and no length probe (infill_server/service.py)."""
+    multi_line = slots > engine.defaults.default_slots
+    if multi_line and steps is None:
+        steps = max(1, math.ceil(slots / engine.defaults.multiline_tokens_per_step))
+    return InfillRequest(prefix, suffix, max_tokens=slots, steps=steps, cache_key=key,
+                         fit_length=False if multi_line else None)
+
+
 def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,
              steps: int | None) -> CaseResult:
     result = CaseResult(f"{label} {doc.prefix_tokens} {cache}", slots, doc.prefix_tokens, cache)
 
     def request(prefix: str, key: str) -> InfillRequest:
-        return InfillRequest(prefix, doc.suffix, max_tokens=slots, steps=steps, cache_key=key)
+        return service_request(engine, prefix, doc.suffix, slots, steps, key)
 
     key = f"bench-{cache}-{doc.prefix_tokens}"
     if cache != "cold":

@@ -20,9 +20,14 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
     print(f"single-line cost per fill ({parts['steps']} steps, canvas {parts['canvas_tokens']} tokens, "
           f"prefix {parts['prefix_tokens_encoded']} tokens): "
           + ", ".join(f"{name} {ms:.1f}ms" for name, ms in parts["per_fill_ms"].items()))
-    print(f"  one denoising step {parts['denoise_step_ms']:.1f}ms (LM head {parts['lm_head_ms']}ms), "
-          f"prefix encode {parts['encode_per_token_ms']:.3f}ms/token")
-    for name, variant in results.get("variants", {}).items():
+    print(f"  a full pass {parts['denoise_step_ms']:.1f}ms, a later step {parts['later_step_ms']:.1f}ms "
+          f"(LM head {parts['lm_head_ms']}ms), prefix encode {parts['encode_per_token_ms']:.3f}ms/token")
+    variants = dict(results.get("variants", {}))
+    for kind, by_name in variants.pop("decoding", {}).items():
+        print(f"  decoding ({kind}): " + ", ".join(
+            f"{name} {v['final_ms_p50']:.1f}ms/{v['steps']} steps (x{v['speedup_vs_exact']:.2f})"
+            for name, v in by_name.items()))
+    for name, variant in variants.items():
         print(f"  {name}: " + ", ".join(f"{key} {value['step_ms_p50']:.1f}ms/step" for key, value in variant.items()))
     ref = results["vs_reference"]
     print(f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
