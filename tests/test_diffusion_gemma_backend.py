@@ -24,7 +24,36 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(model_dir: Path) -> DiffusionGemmaBackend:
-    return DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"))
+    return DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"))  # CPU: fused projections
+
+
+@pytest.fixture(scope="module")
+def unfused(backend: DiffusionGemmaBackend) -> DiffusionGemmaBackend:
+    """The same model through its unfused submodules (the path other devices take)."""
+    return DiffusionGemmaBackend(backend.model, torch.device("cpu"), fuse=False)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fused", "unfused"])
+def deep(request: pytest.FixtureRequest) -> DiffusionGemmaBackend:
+    """Three layers, full / sliding / full: the encoder runs causal attention in a full-attention layer too
+    (in the two-layer model the full layer is the last one, whose keys and values alone are computed)."""
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion, DiffusionGemmaTextConfig
+
+    from engine.testing import tiny_diffusion_gemma_config
+
+    base = tiny_diffusion_gemma_config()
+    text = DiffusionGemmaTextConfig(
+        vocab_size=base.text_config.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        layer_types=["full_attention", "sliding_attention", "full_attention"], num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, global_head_dim=32, num_global_key_value_heads=1, sliding_window=WINDOW,
+        max_position_embeddings=4096, num_experts=4, top_k_experts=2, moe_intermediate_size=16, initializer_range=0.1,
+    )
+    config = DiffusionGemmaConfig(text_config=text, vision_config=base.vision_config, canvas_length=32,
+                                  boi_token_id=base.boi_token_id, eoi_token_id=base.eoi_token_id,
+                                  image_token_id=base.image_token_id)
+    torch.manual_seed(3)
+    model = DiffusionGemmaForBlockDiffusion(config).eval()
+    return DiffusionGemmaBackend(model, torch.device("cpu"), fuse=request.param)
 
 
 def tokens(count: int, seed: int) -> torch.Tensor:
@@ -69,9 +98,12 @@ def reference_logits(
 @pytest.mark.parametrize("prefix_len", [5, 23])  # inside and beyond the sliding window
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("conditioned", [False, True])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 def test_denoise_matches_transformers_forward(
-    backend: DiffusionGemmaBackend, prefix_len: int, batch: int, conditioned: bool
+    backend: DiffusionGemmaBackend, unfused: DiffusionGemmaBackend, prefix_len: int, batch: int,
+    conditioned: bool, fused: bool,
 ) -> None:
+    backend = backend if fused else unfused
     prefix = tokens(prefix_len, seed=1)
     canvas = torch.stack([tokens(12, seed=10 + row) for row in range(batch)])  # (B, 12)
     hole = 5
@@ -81,6 +113,27 @@ def test_denoise_matches_transformers_forward(
     theirs = reference_logits(backend, prefix, canvas, hole, self_condition)
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pieces", [(23,), (5, 18), (14, 1, 8), (1, 1, 21)])  # new document, edits, keystrokes
+def test_deeper_model_matches_transformers_forward(deep: DiffusionGemmaBackend, pieces: tuple[int, ...]) -> None:
+    """Prefixes encoded whole or in pieces (causal attention at an offset, in full and sliding layers)."""
+    prefix = tokens(sum(pieces), seed=13)
+    cache = deep.new_cache()
+    for size in pieces:
+        deep.extend(cache, prefix[cache.length : cache.length + size], cache.length)
+    canvas = torch.stack([tokens(12, seed=30), tokens(12, seed=31)])  # (2, 12)
+    self_condition = torch.randn(2, 5, deep.vocab_size) * 3
+    for given in (None, self_condition):
+        ours = deep.denoise(cache, canvas, 5, given)
+        torch.testing.assert_close(ours, reference_logits(deep, prefix, canvas, 5, given), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_and_unfused_caches_agree(backend: DiffusionGemmaBackend, unfused: DiffusionGemmaBackend) -> None:
+    prefix = tokens(23, seed=14)
+    for ours, theirs in zip(encoded(backend, prefix).kv.layers, encoded(unfused, prefix).kv.layers, strict=True):
+        torch.testing.assert_close(ours.keys, theirs.keys)
+        torch.testing.assert_close(ours.values, theirs.values)
 
 
 def test_extend_in_two_pieces_equals_one_piece(backend: DiffusionGemmaBackend) -> None:

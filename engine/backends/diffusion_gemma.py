@@ -98,7 +98,10 @@ class DiffusionGemmaBackend:
 
     noise = "uniform"
 
-    def __init__(self, model: DiffusionGemmaForBlockDiffusion, device: torch.device):
+    def __init__(self, model: DiffusionGemmaForBlockDiffusion, device: torch.device, fuse: bool | None = None):
+        """fuse: concatenate projection weights so that one matrix product does the work of several (default:
+        on the CPU, where a small model's many small products dominate, above all when the two cores are
+        shared; it copies the attention and MLP weights once). The results are those of the unfused layers."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
@@ -109,13 +112,13 @@ class DiffusionGemmaBackend:
         self.window: int | None = getattr(self.text_config, "sliding_window", None)
         self.encoder = model.model.encoder.language_model
         self.decoder = model.model.decoder
+        fuse = device.type == "cpu" if fuse is None else fuse
+        shared: dict[tuple[int, ...], torch.Tensor] = {}  # the encoder's and decoder's weights are tied
+        self._encoder_layers = [_Layer(layer, fuse, shared) for layer in self.encoder.layers]
+        self._decoder_layers = [_Layer(layer, fuse, shared) for layer in self.decoder.layers]
+        self._self_conditioning = _SelfConditioning(self.decoder.self_conditioning, fuse)
         # a prefix pass of our own needs a causal encoder (the cache of an unchanged prefix stays valid)
         self._own_encoder = all(layer.self_attn.is_causal for layer in self.encoder.layers)
-        # with no biases the self-conditioning block maps a zero signal to zero (the first step's signal)
-        block = self.decoder.self_conditioning
-        self._zero_signal_is_identity = all(
-            getattr(linear, "bias", None) is None for linear in (block.gate_proj, block.up_proj, block.down_proj)
-        )
         # ((cached length, canvas length), rotary tables per layer type): the same for every step of a fill
         self._canvas_rotary: tuple[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
 
@@ -205,20 +208,17 @@ class DiffusionGemmaBackend:
         x = encoder.embed_tokens(ids)  # (1, T, D), already scaled by sqrt(D)
         rotary = self._rotary(encoder.rotary_emb, start, T, x)
         last = len(encoder.layers) - 1
-        for index, (layer, kind) in enumerate(zip(encoder.layers, self.layer_types, strict=True)):
-            attn = layer.self_attn
+        for index, (layer, kind) in enumerate(zip(self._encoder_layers, self.layer_types, strict=True)):
             cos, sin = rotary[kind]
-            normed = layer.input_layernorm(x)  # (1, T, D)
+            normed = layer.module.input_layernorm(x)  # (1, T, D)
             if index == last:  # nothing reads the last layer's output: only its keys and values
-                keys, values = _keys_values(attn, normed, cos, sin)
-                cache.kv.update(keys, values, index)
+                cache.kv.update(*layer.keys_values(normed, cos, sin), index)
                 break
-            queries, keys, values = _project(attn, normed, cos, sin)  # (1, heads, T, d), (1, kv heads, T, d) x2
+            queries, keys, values = layer.project(normed, cos, sin)  # (1, heads, T, d), (1, kv heads, T, d) x2
             keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
             window = self.window if kind == "sliding_attention" else None
-            out = _causal_attention(queries, keys, values, start, window, attn.scaling)  # (1, heads, T, d)
-            x = x + layer.post_attention_layernorm(attn.o_proj(out.transpose(1, 2).reshape(1, T, -1)))
-            x = _feed_forward(layer, x)
+            out = _causal_attention(queries, keys, values, start, window, layer.attn.scaling)  # (1, heads, T, d)
+            x = layer.after_attention(x, out)
 
     @torch.inference_mode()
     def denoise(
@@ -245,11 +245,9 @@ class DiffusionGemmaBackend:
             probs = self_condition.to(self.device).softmax(dim=-1, dtype=torch.float32).to(embed.weight.dtype)
             soft_hole = probs @ embed.weight * embed.embed_scale.to(x.dtype)  # (B, hole, D)
             soft = torch.cat((soft_hole, x[:, hole:]), dim=1)  # (B, C, D): suffix slots see their own token
-            x = decoder.self_conditioning(x, soft)  # (B, C, D)
-        elif self._zero_signal_is_identity:
-            x = decoder.self_conditioning.post_norm(x)  # what the block makes of x plus a zero signal
         else:
-            x = decoder.self_conditioning(x, torch.zeros_like(x))
+            soft = None  # zero
+        x = self._self_conditioning(x, soft)  # (B, C, D)
 
         # 2. rotary tables per layer type (kept for the fill's next steps)
         if self._canvas_rotary is None or self._canvas_rotary[0] != (L, C):
@@ -257,10 +255,9 @@ class DiffusionGemmaBackend:
         rotary = self._canvas_rotary[1]
 
         # 3. the layers: bidirectional over the visible prefix keys and the canvas, no mask
-        for index, (layer, kind) in enumerate(zip(decoder.layers, self.layer_types, strict=True)):
-            attn = layer.self_attn
+        for index, (layer, kind) in enumerate(zip(self._decoder_layers, self.layer_types, strict=True)):
             cos, sin = rotary[kind]
-            queries, keys, values = _project(attn, layer.input_layernorm(x), cos, sin)
+            queries, keys, values = layer.project(layer.module.input_layernorm(x), cos, sin)
             prefix = cache.layer(index)
             if prefix is not None:
                 prefix_keys, prefix_values = prefix  # (1, kv heads, L, d)
@@ -271,10 +268,9 @@ class DiffusionGemmaBackend:
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
                 values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
             out = F.scaled_dot_product_attention(
-                queries, keys, values, scale=attn.scaling, enable_gqa=queries.shape[1] != keys.shape[1]
+                queries, keys, values, scale=layer.attn.scaling, enable_gqa=queries.shape[1] != keys.shape[1]
             )  # (B, heads, C, d)
-            x = x + layer.post_attention_layernorm(attn.o_proj(out.transpose(1, 2).reshape(B, C, -1)))
-            x = _feed_forward(layer, x)  # (B, C, D)
+            x = layer.after_attention(x, out)  # (B, C, D)
 
         # 4. norm, LM head and soft-capping on the hole slots only
         logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V), a new tensor
@@ -292,37 +288,136 @@ class DiffusionGemmaBackend:
 
 # ---- one layer, in transformers' order of operations ------------------------------------------------------
 
-
-def _keys_values(
-    attn: torch.nn.Module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """normed (B, S, D) -> keys and values (B, kv heads, S, d), as the attention module caches them."""
-    B, S, _ = normed.shape
-    shape = (B, S, -1, attn.head_dim)
-    keys = attn.k_proj(normed).view(shape)
-    values = attn.v_proj(normed).view(shape) if attn.v_proj is not None else keys  # full layers: values = keys
-    keys = apply_rotary_pos_emb(attn.k_norm(keys), cos, sin, unsqueeze_dim=2).transpose(1, 2)
-    return keys, attn.v_norm(values).transpose(1, 2)
+DENSE_EXPERTS_MAX_ROWS = 256  # a canvas (or a few): small enough that the number of products dominates
 
 
-def _project(
-    attn: torch.nn.Module, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """normed (B, S, D) -> queries (B, heads, S, d), keys and values (B, kv heads, S, d)."""
-    B, S, _ = normed.shape
-    queries = attn.q_norm(attn.q_proj(normed).view(B, S, -1, attn.head_dim))
-    queries = apply_rotary_pos_emb(queries, cos, sin, unsqueeze_dim=2).transpose(1, 2)
-    return (queries, *_keys_values(attn, normed, cos, sin))
+class _Layer:
+    """A transformers encoder or decoder layer, run step by step through its own submodules.
+
+    Fused (on the CPU): q, k and v come from one matrix product with their weights concatenated, the MLP's
+    gate and up from another, and when the experts are few (at most twice top-k) and the rows few (a canvas),
+    every expert runs on every row in two products and the chosen ones are kept: twice the arithmetic of
+    top-2 of 4, a third of the products. Each output element is the same sum of products as unfused.
+    """
+
+    def __init__(self, module: torch.nn.Module, fuse: bool, shared: dict[tuple[int, ...], torch.Tensor]):
+        self.module = module
+        self.attn = module.self_attn
+        attn, mlp, experts = self.attn, module.mlp, module.experts
+        projections = [attn.q_proj, attn.k_proj] + ([attn.v_proj] if attn.v_proj is not None else [])
+        self.qkv_sizes = [p.out_features for p in projections]
+        plain = all(p.bias is None for p in [*projections, mlp.gate_proj, mlp.up_proj])
+        self.qkv = _concatenated([p.weight for p in projections], shared) if fuse and plain else None
+        self.gate_up = _concatenated([mlp.gate_proj.weight, mlp.up_proj.weight], shared) if fuse and plain else None
+        # transformers' default experts layout: [gate; up] rows per expert, no bias, no post-expert norm
+        default_layout = (
+            getattr(experts, "is_concatenated", True)
+            and not getattr(experts, "is_transposed", False)
+            and not getattr(experts, "has_bias", False)
+            and not getattr(experts, "has_post_expert_norm", False)
+            and getattr(experts, "has_gate", True)
+        )
+        top_k = module.router.config.top_k_experts
+        self.dense_experts = fuse and default_layout and experts.num_experts <= 2 * top_k
+
+    def keys_values(
+        self, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: tuple[torch.Tensor, ...] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """normed (B, S, D) -> keys and values (B, kv heads, S, d), as the attention module caches them.
+        `fused`: the k and v parts of a fused q/k/v product, when the caller made one."""
+        attn = self.attn
+        B, S, _ = normed.shape
+        shape = (B, S, -1, attn.head_dim)
+        if fused:
+            keys = fused[0].view(shape)
+            values = fused[1].view(shape) if len(fused) > 1 else keys
+        elif self.qkv is not None:  # only k and v are wanted: their rows of the fused weight
+            parts = F.linear(normed, self.qkv[self.qkv_sizes[0] :]).split(self.qkv_sizes[1:], dim=-1)
+            return self.keys_values(normed, cos, sin, parts)
+        else:
+            keys = attn.k_proj(normed).view(shape)
+            values = attn.v_proj(normed).view(shape) if attn.v_proj is not None else keys  # full layers: v = k
+        keys = apply_rotary_pos_emb(attn.k_norm(keys), cos, sin, unsqueeze_dim=2).transpose(1, 2)
+        return keys, attn.v_norm(values).transpose(1, 2)
+
+    def project(
+        self, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """normed (B, S, D) -> queries (B, heads, S, d), keys and values (B, kv heads, S, d)."""
+        attn = self.attn
+        B, S, _ = normed.shape
+        if self.qkv is not None:
+            queries, *fused = F.linear(normed, self.qkv).split(self.qkv_sizes, dim=-1)
+        else:
+            queries, fused = attn.q_proj(normed), []
+        queries = attn.q_norm(queries.view(B, S, -1, attn.head_dim))
+        queries = apply_rotary_pos_emb(queries, cos, sin, unsqueeze_dim=2).transpose(1, 2)
+        return (queries, *self.keys_values(normed, cos, sin, tuple(fused)))
+
+    def after_attention(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The rest of the layer: x (B, S, D) and the attention output (B, heads, S, d) -> (B, S, D)."""
+        layer = self.module
+        B, S, _ = x.shape
+        x = x + layer.post_attention_layernorm(self.attn.o_proj(out.transpose(1, 2).reshape(B, S, -1)))
+        # the dense MLP and the experts side by side
+        normed = layer.pre_feedforward_layernorm(x)
+        mlp = layer.mlp
+        if self.gate_up is not None:
+            gate, up = F.linear(normed, self.gate_up).chunk(2, dim=-1)
+            dense = mlp.down_proj(mlp.act_fn(gate) * up)
+        else:
+            dense = mlp(normed)
+        dense = layer.post_feedforward_layernorm_1(dense)
+        flat = x.reshape(-1, x.shape[-1])  # (B*S, D): the router reads the residual stream, the experts its norm
+        _, weights, chosen = layer.router(flat)  # (B*S, top-k) each
+        experts = self.experts(layer.pre_feedforward_layernorm_2(flat), chosen, weights).reshape(x.shape)
+        x = x + layer.post_feedforward_layernorm(dense + layer.post_feedforward_layernorm_2(experts))
+        return x * layer.layer_scalar
+
+    def experts(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x (N, D), chosen experts and their weights (N, top-k) -> (N, D)."""
+        experts = self.module.experts
+        N = x.shape[0]
+        if not self.dense_experts or N > DENSE_EXPERTS_MAX_ROWS:
+            return experts(x, chosen, weights)  # transformers' configured implementation
+        E, two_i, D = experts.gate_up_proj.shape
+        gate, up = F.linear(x, experts.gate_up_proj.view(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
+        hidden = (experts.act_fn(gate) * up).transpose(0, 1)  # (E, N, I)
+        out = torch.bmm(hidden, experts.down_proj.transpose(1, 2))  # (E, N, D): every expert on every row
+        picked = out[chosen, torch.arange(N, device=x.device)[:, None]]  # (N, top-k, D)
+        # weighted, then summed over the top-k in order, as transformers' grouped experts do
+        return (picked * weights[..., None]).sum(dim=1).to(x.dtype)
 
 
-def _feed_forward(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The dense MLP and the experts side by side, after attention: x (B, S, D) -> (B, S, D)."""
-    dense = layer.post_feedforward_layernorm_1(layer.mlp(layer.pre_feedforward_layernorm(x)))
-    flat = x.reshape(-1, x.shape[-1])  # (B*S, D): the router reads the residual stream, the experts its norm
-    _, weights, chosen = layer.router(flat)
-    experts = layer.experts(layer.pre_feedforward_layernorm_2(flat), chosen, weights).reshape(x.shape)
-    x = x + layer.post_feedforward_layernorm(dense + layer.post_feedforward_layernorm_2(experts))
-    return x * layer.layer_scalar
+class _SelfConditioning:
+    """The decoder's self-conditioning block: x + MLP(pre_norm(signal)), then post_norm; gate and up fused."""
+
+    def __init__(self, block: torch.nn.Module, fuse: bool):
+        self.block = block
+        linears = (block.gate_proj, block.up_proj, block.down_proj)
+        plain = all(linear.bias is None for linear in linears)
+        self.gate_up = _concatenated([block.gate_proj.weight, block.up_proj.weight], {}) if fuse and plain else None
+        self.zero_maps_to_zero = plain  # no biases: a zero signal contributes exactly zero
+
+    def __call__(self, x: torch.Tensor, signal: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, D) embeddings, signal (B, C, D) soft embeddings or None for zero -> (B, C, D)."""
+        block = self.block
+        if signal is None:
+            if self.zero_maps_to_zero:
+                return block.post_norm(x)  # what the block makes of x plus a zero signal
+            signal = torch.zeros_like(x)
+        if self.gate_up is None:
+            return block(x, signal)
+        gate, up = F.linear(block.pre_norm(signal), self.gate_up).chunk(2, dim=-1)
+        return block.post_norm(x + block.down_proj(block.act_fn(gate) * up))
+
+
+def _concatenated(weights: list[torch.Tensor], shared: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
+    """The weights stacked by rows, made once for weights that several modules share."""
+    key = tuple(weight.data_ptr() for weight in weights)
+    if key not in shared:
+        shared[key] = torch.cat([weight.detach() for weight in weights])
+    return shared[key]
 
 
 def _causal_attention(
