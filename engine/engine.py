@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from engine.backends import Backend, PrefixKV, load_backend
+from engine.backends import Backend, PrefixKV, TailCache, load_backend
 from engine.model_dir import GenerationDefaults, read_json, resolve_model
 from engine.prefix_cache import CacheStats, PrefixCache
 from engine.sampler import (
@@ -183,15 +183,20 @@ class Engine:
         cache = self.prefix_cache.sync(key, prefix)
         fit = self.defaults.fit_length if request.fit_length is None else request.fit_length
         step = 0
-        denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0])
+        tail = self.new_tail(suffix) if len(blocks) == 1 else None
+        denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
         if fit and self.backend.noise == "mask" and len(blocks) == 1:
             fitted, guess = self.probe_length(denoiser, slots)
             if fitted < slots:
-                # a shorter canvas moves the suffix head: its kept keys no longer fit. Measured on the
-                # held-out holes, shrinking beats keeping the slots as committed pads (13.3% vs 8.9%
-                # single-line exact match): a hole of all masks beside revealed pads is rare in training.
+                # A shorter canvas moves the suffix head. Measured on the held-out holes, shrinking beats
+                # keeping the slots as committed pads (13.3% vs 8.9% single-line exact match): a hole of
+                # all masks beside revealed pads is rare in training.
+                if tail is not None and self.defaults.probe_moves_suffix_head:
+                    tail.move(fitted - slots)
+                elif tail is not None:
+                    tail.clear()
                 slots, blocks = fitted, [fitted]
-                denoiser = self.canvas_denoiser(cache, suffix)
+                denoiser = self.canvas_denoiser(cache, suffix, tail)
             # the probe is a full forward over the hole: its guess is the first draft the user sees
             step += 1
             yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
@@ -199,7 +204,8 @@ class Engine:
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
-                denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0])
+                tail = self.new_tail(suffix) if final_block else None
+                denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0], tail)
             sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
             start = sampler.start(batch, block_slots, self.backend.device)
             state: HoleState | None = None
@@ -219,15 +225,20 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
-    def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor) -> Callable:
+    def new_tail(self, suffix: torch.Tensor) -> TailCache | None:
+        """A cache for the suffix head's keys, where the backend has one and the defaults keep them."""
+        new_tail = getattr(self.backend, "new_tail", None)
+        if new_tail is None or self.defaults.suffix_refresh_steps == 1 or len(suffix) == 0:
+            return None
+        return new_tail()  # type: ignore[no-any-return]
+
+    def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None = None) -> Callable:
         """hole tokens (B, S) -> logits (B, S, V) over the canvas [hole][suffix], after the prefix cache.
 
-        Where the backend can keep the suffix head's keys, the head runs through the network only every
-        `suffix_refresh_steps` steps; the steps between run the hole slots alone.
+        With a `tail` (see new_tail), the suffix head runs through the network only when the tail is empty
+        and every `suffix_refresh_steps` steps; the steps between run the hole slots alone.
         """
         refresh = self.defaults.suffix_refresh_steps
-        new_tail = getattr(self.backend, "new_tail", None)
-        tail = new_tail() if new_tail is not None and refresh != 1 and len(suffix) > 0 else None
         steps = 0
 
         def denoiser(hole: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
@@ -235,7 +246,7 @@ class Engine:
             canvas = torch.cat((hole, suffix.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
             if tail is None:
                 return self.backend.denoise(cache, canvas, hole.shape[1], previous)
-            if refresh > 1 and steps % refresh == 0:
+            if refresh > 1 and steps % refresh == 0 and steps > 0:
                 tail.clear()
             steps += 1
             return self.backend.denoise(cache, canvas, hole.shape[1], previous, tail=tail)

@@ -165,8 +165,9 @@ class TailKV:
     "dual cache" idea), at the price of suffix keys that lag the hole by those steps.
     """
 
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []  # per layer (B, H, suffix, E)
+    def __init__(self, rotary: Rotary) -> None:
+        self.rotary = rotary
+        self.keys: list[torch.Tensor] = []  # per layer (B, H, suffix, E), rotated to their positions
         self.values: list[torch.Tensor] = []
 
     @property
@@ -180,6 +181,12 @@ class TailKV:
     def clear(self) -> None:
         """The next pass runs the whole canvas again and refills this."""
         self.keys, self.values = [], []
+
+    def move(self, delta: int) -> None:
+        """The suffix head now sits `delta` positions later (the hole was resized): rotary positions
+        compose, so turning each kept key by delta's angles gives the key at the new position."""
+        angles = delta * self.rotary.inv_freq  # (E/2,)
+        self.keys = [apply_rotary(k, angles.cos(), angles.sin()) for k in self.keys]
 
     def layer(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys[index].expand(batch, -1, -1, -1), self.values[index].expand(batch, -1, -1, -1)

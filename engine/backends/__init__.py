@@ -36,6 +36,10 @@ class TailCache(Protocol):
 
     def clear(self) -> None: ...
 
+    def move(self, delta: int) -> None:
+        """The suffix head moved `delta` positions (the hole before it was resized)."""
+        ...
+
 
 class Backend(Protocol):
     noise: str  # "mask" (absorbing) or "uniform" (DiffusionGemma)

@@ -45,7 +45,7 @@ class NativeBackend:
         self.model.extend(cache, ids.to(self.device), start)
 
     def new_tail(self) -> TailKV:
-        return TailKV()
+        return TailKV(self.model.rotary)
 
     def denoise(
         self,

@@ -41,7 +41,8 @@ def cost_breakdown(engine: Engine, doc: Document, slots: int, budget: Budget) ->
     state = sampler.start(1, slots, device)
     canvas = torch.cat((state.tokens, torch.tensor([suffix_ids], dtype=torch.long, device=device)), dim=1)  # (1, C)
     logits = backend.denoise(cache, canvas, slots)  # (1, slots, V)
-    kept = engine.canvas_denoiser(cache, canvas[0, slots:])  # keeps the suffix head's keys if the defaults say so
+    suffix = canvas[0, slots:]
+    kept = engine.canvas_denoiser(cache, suffix, engine.new_tail(suffix))  # keeps the head's keys if the defaults do
     kept(state.tokens, None)  # the first, full pass
     model = backend.model
     width = getattr(getattr(model, "cfg", None), "dim", None)

@@ -159,7 +159,7 @@ def native_part(device: torch.device, smoke: bool, clock: Clock, work: Path) -> 
             def fill(batch: int = batch, slots: int = slots) -> None:
                 # B independent greedy fills (the rows of concurrent requests, not sampled alternatives)
                 sampler = engine.make_sampler(slots, None, 0, independent_rows=True)
-                denoiser = engine.canvas_denoiser(cache, tail)
+                denoiser = engine.canvas_denoiser(cache, tail, engine.new_tail(tail))
                 for _ in denoise_hole(denoiser, sampler, sampler.start(batch, slots, backend.device)):
                     pass
 

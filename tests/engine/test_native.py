@@ -29,7 +29,7 @@ def test_a_filled_tail_gives_the_full_pass_while_the_hole_is_unchanged(model_and
     model, cache, engine = model_and_cache
     mask = engine.tokenizer.special.mask
     canvas = canvas_of(engine, [mask] * 6)
-    tail = TailKV()
+    tail = TailKV(model.rotary)
     exact = model.denoise(cache, canvas, 6)
     recorded = model.denoise(cache, canvas, 6, tail)  # full pass, fills the tail
     reused = model.denoise(cache, canvas, 6, tail)  # hole slots only
@@ -41,7 +41,7 @@ def test_a_filled_tail_gives_the_full_pass_while_the_hole_is_unchanged(model_and
 def test_a_reused_tail_lags_the_hole_and_clear_brings_back_the_exact_pass(model_and_cache) -> None:
     model, cache, engine = model_and_cache
     mask = engine.tokenizer.special.mask
-    tail = TailKV()
+    tail = TailKV(model.rotary)
     model.denoise(cache, canvas_of(engine, [mask] * 6), 6, tail)
     changed = canvas_of(engine, engine.tokenizer.encode("a + b") + [mask] * 3)[:, :]
     hole = changed.shape[1] - canvas_of(engine, []).shape[1]
@@ -59,7 +59,7 @@ def test_a_reusing_pass_runs_only_the_hole_slots(model_and_cache, monkeypatch) -
     seen: list[int] = []
     embed = model.embed.forward
     monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
-    tail = TailKV()
+    tail = TailKV(model.rotary)
     model.denoise(cache, canvas, 4, tail)
     model.denoise(cache, canvas, 4, tail)
     assert seen == [canvas.shape[1], 4]
@@ -86,23 +86,41 @@ def test_the_engine_runs_the_suffix_head_every_refresh_steps(
     assert seen.count(6) == 6 - full_passes  # the other steps ran the hole slots alone
 
 
-def test_with_the_suffix_head_kept_only_the_probe_and_the_first_step_run_it(tiny_model_dir: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("moves", [False, True])
+def test_with_the_suffix_head_kept_only_the_probe_and_the_first_step_run_it(
+    tiny_model_dir: Path, monkeypatch, moves: bool
+) -> None:
     from dataclasses import replace
 
     from engine import InfillRequest
 
     engine = Engine.load(tiny_model_dir, device="cpu")
-    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=True)
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=True, probe_moves_suffix_head=moves)
     model = engine.backend.model
     seen: list[int] = []
     embed = model.embed.forward
     monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    probe = engine.probe_length
+    # the random network rarely predicts pads: cut its probed length so the hole shrinks
+    monkeypatch.setattr(engine, "probe_length", lambda *args: (3, probe(*args)[1]))
     steps = list(engine.infill(InfillRequest("x = ", "\nprint(x)\n", max_tokens=6)))
     suffix = len(engine.suffix_ids("\nprint(x)\n"))
     fitted = steps[-1].slots
-    assert steps[-1].done and 1 <= fitted <= 6
+    assert steps[-1].done and fitted == 3
     assert seen.count(6 + suffix) == 1  # the probe
-    # a shorter fill moves the suffix head, so its first step runs it again; a full-length fill keeps the probe's
-    first_full = 1 if fitted < 6 else 0
-    assert seen.count(fitted + suffix) == first_full + (1 if fitted == 6 else 0)
+    # the shorter hole moves the suffix head: its first step runs it again, unless the probe's keys are moved
+    first_full = 0 if moves else 1
+    assert seen.count(fitted + suffix) == first_full
     assert seen.count(fitted) == len(steps) - 1 - first_full
+
+
+def test_a_moved_tail_equals_a_tail_recorded_at_the_new_positions(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    at_six, at_four = TailKV(model.rotary), TailKV(model.rotary)
+    model.denoise(cache, canvas_of(engine, [mask] * 6), 6, at_six)
+    model.denoise(cache, canvas_of(engine, [mask] * 4), 4, at_four)
+    at_six.move(-2)
+    # keys differ only where the hole's content reached them (not at all in the first layer)
+    torch.testing.assert_close(at_six.keys[0], at_four.keys[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(at_six.values[0], at_four.values[0])
