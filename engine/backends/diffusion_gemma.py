@@ -8,9 +8,9 @@ How the Backend calls map onto `DiffusionGemmaForBlockDiffusion` (transformers' 
   soft-capping on the hole slots only.
 
 Both passes run the layers' own submodules (norms, projections, router, experts) in transformers' order, so
-the numbers are transformers' own (the tests compare logits with transformers' forward), but the loop around
-them is ours, because what transformers' forward() computes that an infill does not need dominates a small
-model's cost on a CPU:
+the numbers are transformers' own (the tests compare logits with transformers' forward to 1e-5), but the loop
+around them is ours, because what forward() computes that an infill does not need dominates a small model's
+cost on a CPU (measured, with the bench's reference checkpoint: see `infill_server/bench/compare.py`):
 1. the encoder's last layer: only its keys and values are read later, so its queries, attention, MLP and
    experts (half of a 2-layer model's prefix pass) are skipped, and so is the final norm;
 2. attention masks: the encoder's causal mask is SDPA's own `is_causal` (a new document) or a small boolean
@@ -22,8 +22,10 @@ model's cost on a CPU:
 4. self-conditioning: the signal of the hole slots comes from (B, hole, V) logits (forward() wants
    (B, C, V) and a (C, V) x (V, D) product, as large as a second LM head over the canvas); the first step's
    signal is zero, so its feed-forward block (which maps zero to zero) is skipped;
-5. per fill, not per step: the rotary tables and the batch-expanded prefix views are kept while the same
-   cache, canvas length and batch come back (every step of a fill).
+5. on the CPU, fewer and larger matrix products (`_Layer`): on a 64-token canvas each product is small, and
+   with two threads on a busy machine every parallel operation can wait a scheduler slice for its second
+   thread, so the count of products matters more than their size;
+6. the rotary tables of a fill's canvas are made once, not at every step.
 
 Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary,
 heads/kv heads per layer, d head width.
@@ -250,9 +252,10 @@ class DiffusionGemmaBackend:
         x = self._self_conditioning(x, soft)  # (B, C, D)
 
         # 2. rotary tables per layer type (kept for the fill's next steps)
-        if self._canvas_rotary is None or self._canvas_rotary[0] != (L, C):
-            self._canvas_rotary = ((L, C), self._rotary(decoder.rotary_emb, L, C, x))
-        rotary = self._canvas_rotary[1]
+        kept = self._canvas_rotary
+        if kept is None or kept[0] != (L, C):
+            kept = self._canvas_rotary = ((L, C), self._rotary(decoder.rotary_emb, L, C, x))
+        rotary = kept[1]
 
         # 3. the layers: bidirectional over the visible prefix keys and the canvas, no mask
         for index, (layer, kind) in enumerate(zip(self._decoder_layers, self.layer_types, strict=True)):

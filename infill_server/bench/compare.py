@@ -30,7 +30,13 @@ _fresh = itertools.count()
 
 
 def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
-    """Fill one canvas after `prefix` both ways; the checkpoint's sampler runs exactly max_steps steps."""
+    """Fill one canvas after `prefix` both ways; the checkpoint's sampler runs exactly max_steps steps.
+
+    Both sides use one module object, the same prefix ids, the same steps (counted: the decoder passes of
+    generate(), the refinements of the engine) and output length (reported); generate() is given token ids,
+    the engine text (its tokenising is timed). Cold: a new document, so the engine encodes the prefix, as
+    generate() does on every call; warm: the engine's prefix cache holds it.
+    """
     model = engine.backend.model
     canvas = engine.info.canvas_length
     steps = engine.defaults.max_steps
@@ -38,8 +44,10 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
     passes = [0]
     hook = model.model.decoder.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
 
-    def reference() -> None:
-        model.generate(ids, max_new_tokens=canvas)
+    def reference() -> int:
+        """New tokens generated (generate()'s sequences are the prompt and the new tokens)."""
+        out = model.generate(ids, max_new_tokens=canvas)
+        return getattr(out, "sequences", out).shape[1] - ids.shape[1]
 
     def ours_cold() -> int:
         request = InfillRequest(prefix, "", max_tokens=canvas, steps=steps, cache_key=f"ref-{next(_fresh)}")
@@ -47,10 +55,11 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
 
     warm_request = InfillRequest(prefix, "", max_tokens=canvas, steps=steps, cache_key="ref-warm")
     try:
-        reference()
+        reference_tokens = reference()
         reference_steps = passes[0]
         our_steps = ours_cold()
-        engine.complete(warm_request)
+        warm = engine.complete(warm_request)
+        our_tokens = warm.slots if warm is not None else 0
         samples = {"reference": Samples(), "engine_cold": Samples(), "engine_warm": Samples()}
         another = budget.runs()
         while another():  # interleaved, so a busy neighbour slows every side alike
@@ -62,7 +71,8 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
     return {
         "prefix_tokens": ids.shape[1],
         "canvas_tokens": canvas,
-        "steps": {"reference": reference_steps, "engine": our_steps},
+        "steps": {"reference": reference_steps, "engine": our_steps},  # decoder passes of each
+        "output_tokens": {"reference": reference_tokens, "engine": our_tokens},
         "ms": {name: s.summary() for name, s in samples.items()},
         "speedup_cold": round(samples["reference"].p50 / samples["engine_cold"].p50, 3),
         "speedup_warm": round(samples["reference"].p50 / samples["engine_warm"].p50, 3),
