@@ -176,7 +176,10 @@ class Engine:
             return
         key = request.cache_key or "\0scratch"
         prefix = self.prefix_ids(request.prefix)
-        suffix = torch.tensor(self.suffix_ids(request.suffix), dtype=torch.long, device=self.backend.device)
+        suffix_ids = self.suffix_ids(request.suffix)
+        if len(suffix_ids) >= self.info.canvas_length:  # a small canvas: leave the hole half of it
+            suffix_ids = suffix_ids[: self.info.canvas_length // 2]
+        suffix = torch.tensor(suffix_ids, dtype=torch.long, device=self.backend.device)
         block = self.info.canvas_length - len(suffix)
         blocks = [min(block, slots - start) for start in range(0, slots, block)]
 

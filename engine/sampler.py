@@ -175,12 +175,14 @@ class EntropyBoundAccept:
 
     def update(self, state: HoleState, logits: torch.Tensor) -> HoleState:
         scaled = logits.float() / self.temperature(state.step)  # (B, S, V)
-        flat = torch.softmax(scaled, -1).reshape(-1, scaled.shape[-1])
-        sampled = torch.multinomial(flat.cpu(), 1, generator=self.generator).view(scaled.shape[:-1])
-        sampled = sampled.to(logits.device)
         token_entropy = entropy(scaled)
         accepted = self.accept(token_entropy)
-        tokens = torch.where(accepted, sampled, self._noise(tuple(sampled.shape), logits.device))
+        # draw samples for the accepted slots only: the others are re-randomised anyway
+        tokens = self._noise(tuple(accepted.shape), logits.device)
+        rows = scaled[accepted]  # (accepted, V)
+        if rows.shape[0]:
+            probs = torch.softmax(rows, -1).cpu()
+            tokens[accepted] = torch.multinomial(probs, 1, generator=self.generator)[:, 0].to(logits.device)
         guess = scaled.argmax(-1)
         done = bool(self.stop(guess, token_entropy).all()) or state.step + 1 >= self.max_steps
         # self-conditioning reads the tempered logits, as DiffusionGemma's own generate() feeds back

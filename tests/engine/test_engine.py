@@ -194,3 +194,12 @@ def test_the_length_probe_streams_its_guess_as_the_first_draft(engine: Engine) -
     assert first.step == 1 and not first.done and first.committed == 0
     assert first.slots == steps[-1].slots  # the probe sized the hole the later steps fill
     assert [r.step for r in steps] == list(range(1, len(steps) + 1)) and steps[-1].done
+
+
+def test_a_suffix_head_as_long_as_the_canvas_leaves_room_for_the_hole(tmp_path: Path) -> None:
+    from engine.testing import write_tiny_native_model
+
+    engine = Engine.load(write_tiny_native_model(tmp_path / "small-canvas", canvas_length=16), device="cpu")
+    assert engine.defaults.suffix_head_tokens >= 16  # the whole canvas, were the suffix head not cut
+    result = engine.complete(InfillRequest(PREFIX, SUFFIX * 20, max_tokens=12))
+    assert result is not None and result.done
