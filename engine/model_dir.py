@@ -35,7 +35,7 @@ class GenerationDefaults:
     # mask noise: the suffix head runs through the network every this many steps and its keys are reused
     # in between (1: every step, the exact computation; 0: only in a block's first step)
     suffix_refresh_steps: int = 1
-    commit_confidence: float = 1.0  # mask noise: also commit every slot this certain (1.0: off)
+    commit_confidence: float = 1.0  # mask noise: also commit every slot this certain (>= 1.0: off)
     # with the suffix head kept: a probe that shrinks the hole moves its kept keys to their new positions
     # instead of running the head again in the first step
     probe_moves_suffix_head: bool = False

@@ -127,7 +127,8 @@ class ConfidenceCommit:
         ranks = score.argsort(-1, descending=True).argsort(-1)  # (B, S) rank of each slot
         commit = (ranks < k[:, None]) & eligible
         commit |= eligible & (token == self.pad) & (confidence >= self.pad_bonus)
-        commit |= eligible & (confidence >= self.commit_confidence)
+        if self.commit_confidence < 1.0:  # 1.0 is off: a float32 softmax can round to exactly 1
+            commit |= eligible & (confidence >= self.commit_confidence)
         stuck = free.any(-1) & ~commit.any(-1)  # only mid-hole pads were proposed: take text instead
         if stuck.any():
             text_logits = self._forbid(logits, self.forbidden + [self.pad])

@@ -128,3 +128,12 @@ def test_uniform_loop_feeds_back_the_previous_logits() -> None:
     assert fed_back[0] is None and all(p is not None for p in fed_back[1:])
     assert states[-1].done and len(states) == 3
 
+
+
+def test_a_commit_confidence_of_one_commits_only_k_even_when_a_slot_is_certain() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=1.0)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    certain = torch.full((1, 4, V), -1e4)
+    certain[0, :, 5] = 0.0  # softmax rounds to exactly 1.0 on every slot
+    state = sampler.update(state, certain)
+    assert int(state.committed.sum()) == 1  # k = 4 slots / 4 steps
