@@ -39,6 +39,9 @@ class GenerationDefaults:
     # with the suffix head kept: a probe that shrinks the hole moves its kept keys to their new positions
     # instead of running the head again in the first step
     probe_moves_suffix_head: bool = False
+    # with the suffix head kept: a document's next probe before the same suffix reuses its last probe's
+    # keys, moved to their new positions, and runs the hole slots alone (keys that lag the edit)
+    suffix_head_across_fills: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

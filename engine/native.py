@@ -182,6 +182,12 @@ class TailKV:
         """The next pass runs the whole canvas again and refills this."""
         self.keys, self.values = [], []
 
+    def copy(self) -> TailKV:
+        """A second handle on the same keys (move and clear replace lists, never tensors in place)."""
+        other = TailKV(self.rotary)
+        other.keys, other.values = list(self.keys), list(self.values)
+        return other
+
     def move(self, delta: int) -> None:
         """The suffix head now sits `delta` positions later (the hole was resized): rotary positions
         compose, so turning each kept key by delta's angles gives the key at the new position."""

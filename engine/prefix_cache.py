@@ -2,6 +2,8 @@
 
 The prefix pass is causal, so the keys/values of an unchanged leading part of a document stay valid:
 on an edit, keep the cache up to the first changed token and encode only the tokens after it.
+
+Beside it, a document may keep the suffix head of its last fill (see KeptSuffixHead).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.backends import Backend, PrefixKV
+from engine.backends import Backend, PrefixKV, TailCache
 
 
 @dataclass
@@ -20,10 +22,23 @@ class CacheStats:
     tokens_reused: int = 0
 
 
+@dataclass(frozen=True)
+class KeptSuffixHead:
+    """The suffix head's keys from a document's last length probe: while the user types before an
+    unchanged suffix, the next probe can turn them to their new positions instead of running the head
+    again (they lag the edit: an approximation, measured in MODEL_CARD.md)."""
+
+    suffix: tuple[int, ...]
+    slots: int
+    prefix_length: int
+    tail: TailCache
+
+
 @dataclass
 class _Entry:
     cache: PrefixKV
     ids: list[int] = field(default_factory=list)
+    suffix_head: KeptSuffixHead | None = None
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
@@ -61,6 +76,14 @@ class PrefixCache:
     def append(self, key: str, ids: list[int]) -> PrefixKV:
         """Extend `key`'s cache by a finished block of a long fill."""
         return self.sync(key, self._entries[key].ids + ids)
+
+    def suffix_head(self, key: str) -> KeptSuffixHead | None:
+        entry = self._entries.get(key)
+        return entry.suffix_head if entry is not None else None
+
+    def keep_suffix_head(self, key: str, kept: KeptSuffixHead) -> None:
+        if key in self._entries:
+            self._entries[key].suffix_head = kept
 
     def clear(self) -> None:
         self._entries.clear()

@@ -40,6 +40,10 @@ class TailCache(Protocol):
         """The suffix head moved `delta` positions (the hole before it was resized)."""
         ...
 
+    def copy(self) -> TailCache:
+        """Another handle on the same keys, unaffected by this one's later move or clear."""
+        ...
+
 
 class Backend(Protocol):
     noise: str  # "mask" (absorbing) or "uniform" (DiffusionGemma)

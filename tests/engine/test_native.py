@@ -124,3 +124,31 @@ def test_a_moved_tail_equals_a_tail_recorded_at_the_new_positions(model_and_cach
     # keys differ only where the hole's content reached them (not at all in the first layer)
     torch.testing.assert_close(at_six.keys[0], at_four.keys[0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(at_six.values[0], at_four.values[0])
+
+
+def test_a_document_keeps_its_suffix_head_for_the_next_probe_before_the_same_suffix(
+    tiny_model_dir: Path, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=True,
+                              suffix_head_across_fills=True)
+    model = engine.backend.model
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    suffix = "\nprint(x)\n"
+    full_canvas = 6 + len(engine.suffix_ids(suffix))
+
+    first = engine.complete(InfillRequest("x = ", suffix, max_tokens=6, cache_key="doc"))
+    assert seen.count(full_canvas) == 1  # the first probe runs the suffix head
+    again = engine.complete(InfillRequest("x = ", suffix, max_tokens=6, cache_key="doc"))
+    assert seen.count(full_canvas) == 1  # the second probe ran the hole slots alone
+    assert again is not None and first is not None and again.text == first.text  # same context: same keys
+    engine.complete(InfillRequest("x = 1", suffix, max_tokens=6, cache_key="doc"))  # a keystroke
+    assert seen.count(full_canvas) == 1
+    engine.complete(InfillRequest("x = 1", "\nother()\n", max_tokens=6, cache_key="doc"))  # another suffix
+    assert seen.count(6 + len(engine.suffix_ids("\nother()\n"))) == 1
