@@ -32,10 +32,10 @@ from engine.train.quantize import dequantize_int8, quantize_int8, save_sharded
 from engine.train.train import LANGUAGE_WEIGHTS, load_weights
 
 # the decoding defaults chosen on the held-out holes (MODEL_CARD.md; the service's, in engine/model_dir.py)
-# chosen on the held-out holes (MODEL_CARD.md, "Decoding defaults"); export writes them with every model
 GENERATION = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 64, "tokens_per_step": 2,
               "max_steps": 48, "fit_length": True, "multiline_tokens_per_step": 4,
-              "suffix_refresh_steps": 0, "commit_confidence": 0.8, "probe_moves_suffix_head": True}
+              "suffix_refresh_steps": 0, "commit_confidence": 0.8, "probe_moves_suffix_head": True,
+              "suffix_head_across_fills": True}
 SPECIAL = {"pad": 0, "eos": 1, "bos": 2, "mask": 3}
 
 

@@ -129,8 +129,9 @@ def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -
 
 DECODING_VARIANTS = {
     "exact": {"suffix_refresh_steps": 1, "commit_confidence": 1.0},  # suffix head every step, k slots a step
-    "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0},
-    "shipped": {},  # generation_config.json as it is
+    "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0, "suffix_head_across_fills": False},
+    "kept within a fill": {"suffix_head_across_fills": False},  # the shipped defaults but for the next one
+    "shipped": {},  # generation_config.json as it is (the suffix head also kept across a document's fills)
 }
 
 
