@@ -158,6 +158,8 @@ class Engine:
             generator,
             commit_confidence=self.defaults.commit_confidence,
             independent_rows=independent_rows,
+            # kept hole keys save work only where the pass knows which slots' logits are read
+            masked_rows_only=self.defaults.masked_rows_only or self.defaults.hole_refresh_steps != 1,
         )
 
     # ---- filling ----------------------------------------------------------------------------
@@ -252,23 +254,35 @@ class Engine:
         return new_tail()  # type: ignore[no-any-return]
 
     def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None = None) -> Callable:
-        """hole tokens (B, S) -> logits (B, S, V) over the canvas [hole][suffix], after the prefix cache.
+        """hole tokens (B, S)[, rows (R,)] -> logits (B, S, V) (or (B, R, V) for the hole slots `rows`) over the
+        canvas [hole][suffix], after the prefix cache.
 
         With a `tail` (see new_tail), the suffix head runs through the network only when the tail is empty
-        and every `suffix_refresh_steps` steps; the steps between run the hole slots alone.
+        and every `suffix_refresh_steps` steps; the steps between run the hole slots alone. With a tail and
+        `hole_refresh_steps` != 1 (and a backend that keeps hole keys), those steps run only the slots in
+        `rows` and the slots whose input changed; the whole hole runs every `hole_refresh_steps` steps.
         """
         refresh = self.defaults.suffix_refresh_steps
+        hole_refresh = self.defaults.hole_refresh_steps
+        selects_rows = hasattr(self.backend, "new_hole_cache")  # DiffusionGemma's backend computes every slot
+        hole_cache = None
+        if selects_rows and tail is not None and hole_refresh != 1:
+            hole_cache = self.backend.new_hole_cache()  # type: ignore[attr-defined]
         steps = 0
 
-        def denoiser(hole: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        def denoiser(hole: torch.Tensor, previous: torch.Tensor | None, rows: torch.Tensor | None = None) -> torch.Tensor:
             nonlocal steps
             canvas = torch.cat((hole, suffix.expand(hole.shape[0], -1)), dim=1)  # (B, S + suffix)
-            if tail is None:
-                return self.backend.denoise(cache, canvas, hole.shape[1], previous)
-            if refresh > 1 and steps % refresh == 0 and steps > 0:
+            if tail is not None and refresh > 1 and steps % refresh == 0 and steps > 0:
                 tail.clear()
+            if hole_cache is not None and hole_refresh > 1 and steps % hole_refresh == 0 and steps > 0:
+                hole_cache.clear()
             steps += 1
-            return self.backend.denoise(cache, canvas, hole.shape[1], previous, tail=tail)
+            options: dict = {} if tail is None else {"tail": tail}
+            if selects_rows:
+                options.update(rows=rows, hole_cache=hole_cache)
+            logits = self.backend.denoise(cache, canvas, hole.shape[1], previous, **options)
+            return logits if rows is None or selects_rows else logits[:, rows.to(logits.device)]
 
         return denoiser
 

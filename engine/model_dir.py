@@ -42,6 +42,13 @@ class GenerationDefaults:
     # with the suffix head kept: a document's next probe before the same suffix reuses its last probe's
     # keys, moved to their new positions, and runs the hole slots alone (keys that lag the edit)
     suffix_head_across_fills: bool = False
+    # mask noise: the last layer, LM head and sampler run on still-masked slots only (exact: a committed
+    # slot's logits are never read)
+    masked_rows_only: bool = False
+    # mask noise, with the suffix head kept: a committed slot's keys are kept from the step after its commit,
+    # and the steps between full hole passes run only the still-masked slots and those just committed (keys
+    # that lag); the whole hole runs every this many steps (1: every step, exact; 0: only in the first pass)
+    hole_refresh_steps: int = 1
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -198,6 +198,41 @@ class TailKV:
         return self.keys[index].expand(batch, -1, -1, -1), self.values[index].expand(batch, -1, -1, -1)
 
 
+class HoleKV:
+    """Keys and values of the hole slots, each from the last pass that ran it, and the hole they came from.
+
+    dKV-cache / Fast-dLLM's idea: a slot's keys change most when its input changes (<mask> -> token), and
+    a committed slot's input never changes again. So a committed slot runs once more with its token as
+    input (the step after its commit), and from then on its kept keys stand in for it: a step runs only
+    the slots whose logits are wanted (the still-masked ones) and the slots whose input changed. Kept keys
+    lag the slots around them by the steps since they were computed; `clear` brings back a full pass.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []  # per layer (B, H, S, E), rotated to their positions
+        self.values: list[torch.Tensor] = []
+        self.tokens: torch.Tensor | None = None  # (B, S) the hole's input when the keys were computed
+
+    @property
+    def filled(self) -> bool:
+        return self.tokens is not None
+
+    def clear(self) -> None:
+        self.keys, self.values, self.tokens = [], [], None
+
+    def stale(self, hole: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor | None:
+        """hole (B, S) -> (A,) sorted ids of the slots a pass must run: those whose input changed since
+        their keys were computed, and `rows` (all slots when None); None when the keys do not fit this hole."""
+        if self.tokens is None or self.tokens.shape != hole.shape:
+            return None
+        run = (hole != self.tokens).any(0)  # (S,)
+        if rows is None:
+            run[:] = True
+        else:
+            run[rows] = True
+        return run.nonzero()[:, 0]
+
+
 class NativeModel(nn.Module):
     def __init__(self, cfg: NativeConfig):
         super().__init__()
@@ -248,25 +283,55 @@ class NativeModel(nn.Module):
         return x
 
     @torch.inference_mode()
-    def denoise(self, cache: NativeKV, canvas: torch.Tensor, hole: int, tail: TailKV | None = None) -> torch.Tensor:
-        """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V).
+    def denoise(
+        self,
+        cache: NativeKV,
+        canvas: torch.Tensor,
+        hole: int,
+        tail: TailKV | None = None,
+        rows: torch.Tensor | None = None,
+        hole_kv: HoleKV | None = None,
+    ) -> torch.Tensor:
+        """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V), or (B, R, V)
+        for the hole slots `rows` (R,) (sorted ids), the only ones whose last layer and LM head then run.
 
         With `tail`: an empty TailKV is filled with the keys and values of canvas[:, hole:] (the suffix
         head); a filled one stands in for them, and only the hole slots are run through the network.
+        With `tail` and `hole_kv`: an empty HoleKV is filled with the hole slots' keys and values; a filled
+        one (with a filled tail) stands in for the slots whose input is unchanged and not in `rows` (HoleKV).
         """
         B, C = canvas.shape
         L = cache.length
         reuse = tail is not None and tail.filled
         record = tail is not None and not tail.filled
-        run = canvas[:, :hole] if reuse else canvas  # the tokens this pass computes
+        hole_ids = canvas[:, :hole]  # (B, S)
+        active = hole_kv.stale(hole_ids, rows) if hole_kv is not None and reuse else None  # (A,) or None
+        if active is not None:
+            run, slot_positions = hole_ids[:, active], active  # only these slots; the others' keys are kept
+        else:
+            run = hole_ids if reuse else canvas  # the tokens this pass computes
+            slot_positions = torch.arange(run.shape[1], device=canvas.device)
         T = run.shape[1]
-        positions = torch.arange(L, L + T, device=canvas.device)[None].expand(B, T)
+        positions = (L + slot_positions)[None].expand(B, T)
         cos, sin = self.rotary(positions)
+        # the last layer's queries: the wanted hole slots, as indices into the tokens this pass runs
+        queries: slice | torch.Tensor = slice(0, hole)
+        if rows is not None:
+            queries = rows if active is None else torch.searchsorted(active, rows)
+        fresh_hole_kv = hole_kv is not None and tail is not None and active is None
+        if fresh_hole_kv:
+            hole_kv.clear()
         x = self.embed(run)  # (B, T, D)
         for index, (block, kv) in enumerate(zip(self.blocks, cache.layers, strict=True)):
             q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
             if record:
                 tail.add(k[:, :, hole:], v[:, :, hole:])
+            if active is not None:  # the kept hole keys, with the slots this pass ran written over
+                k = hole_kv.keys[index].index_copy_(2, active, k)  # (B, H, S, E)
+                v = hole_kv.values[index].index_copy_(2, active, v)
+            elif fresh_hole_kv:
+                hole_kv.keys.append(k[:, :, :hole].clone())
+                hole_kv.values.append(v[:, :, :hole].clone())
             if reuse:
                 tail_k, tail_v = tail.layer(index, B)
                 k, v = torch.cat((k, tail_k), dim=2), torch.cat((v, tail_v), dim=2)  # (B, H, C, E)
@@ -277,11 +342,13 @@ class NativeModel(nn.Module):
             else:
                 keys = torch.cat((kv.k[:, :, :L].expand(B, -1, -1, -1), k), dim=2)
                 values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
-            if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: hole slots only
-                q, x = q[:, :, :hole], x[:, :hole]
+            if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: wanted slots only
+                q, x = q[:, :, queries], x[:, queries]
             y = F.scaled_dot_product_attention(q, keys, values)
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
+        if fresh_hole_kv or active is not None:  # every slot whose input changed was run: the keys are current
+            hole_kv.tokens = hole_ids.clone()
         return self.logits(x)
 
     # ---- training: padded prefix batch + canvas batch in one call -------------------------------

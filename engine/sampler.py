@@ -21,8 +21,9 @@ import torch
 
 from engine.model_dir import GenerationDefaults
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-"""hole tokens (B, S), previous logits or None -> logits (B, S, V)."""
+Denoiser = Callable[..., torch.Tensor]
+"""hole tokens (B, S), previous logits or None[, rows (R,)] -> logits (B, S, V), or (B, R, V) for the hole
+slots `rows` when the sampler names them (see ConfidenceCommit.rows)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,10 @@ class ConfidenceCommit:
     """Mask noise: commit the k most confident uncommitted slots per step (k spreads the rest evenly
     over the remaining steps), and every slot at least `commit_confidence` certain, so easy stretches
     finish in fewer steps. Row 0 is greedy; further rows (alternatives) sample at `temperature`, unless
-    `independent_rows` (rows are separate fills, all greedy: batched requests)."""
+    `independent_rows` (rows are separate fills, all greedy: batched requests).
+
+    With `masked_rows_only`, the sampler asks the denoiser for the still-masked slots' logits only: a
+    committed slot's logits are never read, so this is exact, and it spares the LM head and the softmax."""
 
     self_conditioning = False
 
@@ -77,6 +81,7 @@ class ConfidenceCommit:
         pad_bonus: float = 0.9,
         commit_confidence: float = 1.0,
         independent_rows: bool = False,
+        masked_rows_only: bool = False,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -85,6 +90,7 @@ class ConfidenceCommit:
         self.pad_bonus = pad_bonus  # right-end pads this certain are committed at once, beyond k
         self.commit_confidence = commit_confidence  # any slot this certain is committed, beyond k
         self.independent_rows = independent_rows
+        self.masked_rows_only = masked_rows_only
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -112,8 +118,25 @@ class ConfidenceCommit:
             confidence[1:] = probs[1:].gather(-1, sampled[..., None])[..., 0]
         return token, confidence
 
-    def update(self, state: HoleState, logits: torch.Tensor) -> HoleState:
+    def rows(self, state: HoleState) -> torch.Tensor | None:
+        """The hole slots whose logits the next update reads: (R,) ids of slots masked in any batch row."""
+        if not self.masked_rows_only:
+            return None
+        return (~state.committed).any(0).nonzero()[:, 0]
+
+    @staticmethod
+    def _spread(values: torch.Tensor, rows: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
+        """values (B, R) for the slots `rows` -> (B, S), `fill` (B, S) at the other slots."""
+        if rows is None:
+            return values
+        return fill.clone().index_copy_(1, rows, values.to(fill.dtype))
+
+    def update(self, state: HoleState, logits: torch.Tensor, rows: torch.Tensor | None = None) -> HoleState:
+        """logits (B, S, V), or (B, R, V) for the slots `rows` (every slot not in `rows` is committed)."""
         token, confidence = self._choose(logits)
+        unread = torch.full(state.tokens.shape, -math.inf, device=confidence.device)  # (B, S)
+        token = self._spread(token, rows, state.tokens)
+        confidence = self._spread(confidence, rows, unread)
         free = ~state.committed
         guess = torch.where(state.committed, state.tokens, token)
         pad_ok = right_pad_run(guess, self.pad)  # a pad may only extend the run at the right end
@@ -133,10 +156,12 @@ class ConfidenceCommit:
         if stuck.any():
             text_logits = self._forbid(logits, self.forbidden + [self.pad])
             text_conf, text_token = torch.softmax(text_logits, -1).max(-1)
+            text_conf = self._spread(text_conf, rows, unread)
+            text_token = self._spread(text_token, rows, state.tokens)
             best = torch.where(free, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
-            rows = stuck.nonzero()[:, 0]
-            token[rows, best[rows]] = text_token[rows, best[rows]]
-            commit[rows, best[rows]] = True
+            batch_rows = stuck.nonzero()[:, 0]
+            token[batch_rows, best[batch_rows]] = text_token[batch_rows, best[batch_rows]]
+            commit[batch_rows, best[batch_rows]] = True
         if last_step:
             commit = free
         tokens = torch.where(commit, token, state.tokens)
@@ -174,15 +199,19 @@ class EntropyBoundAccept:
         within = ordered.cumsum(-1) - ordered <= self.bound
         return torch.zeros_like(within).scatter(-1, order, within)
 
-    def update(self, state: HoleState, logits: torch.Tensor) -> HoleState:
+    def rows(self, state: HoleState) -> None:
+        """Every slot is re-randomised each step: the update reads them all."""
+        return None
+
+    def update(self, state: HoleState, logits: torch.Tensor, rows: None = None) -> HoleState:
         scaled = logits.float() / self.temperature(state.step)  # (B, S, V)
         token_entropy = entropy(scaled)
         accepted = self.accept(token_entropy)
         # draw samples for the accepted slots only: the others are re-randomised anyway
         tokens = self._noise(tuple(accepted.shape), logits.device)
-        rows = scaled[accepted]  # (accepted, V)
-        if rows.shape[0]:
-            probs = torch.softmax(rows, -1).cpu()
+        picked = scaled[accepted]  # (accepted, V)
+        if picked.shape[0]:
+            probs = torch.softmax(picked, -1).cpu()
             tokens[accepted] = torch.multinomial(probs, 1, generator=self.generator)[:, 0].to(logits.device)
         guess = scaled.argmax(-1)
         done = bool(self.stop(guess, token_entropy).all()) or state.step + 1 >= self.max_steps
@@ -223,7 +252,7 @@ def denoise_hole(
     """Fill the hole from `state` (the sampler's start); yields the state after every step.
 
     1. Start: all <mask> (mask noise) or random tokens (uniform noise), from `sampler.start`.
-    2. Denoise: logits for the hole slots, given the prefix cache and the clamped suffix.
+    2. Denoise: logits for the hole slots the sampler reads, given the prefix cache and the clamped suffix.
     3. Update: the sampler fixes some slots (commit, or accept + re-randomise).
     4. Yield; stop when the sampler is done or the caller cancels (checked between steps).
     """
@@ -231,8 +260,10 @@ def denoise_hole(
         if cancel is not None and cancel.is_set():
             return
         previous = state.logits if sampler.self_conditioning else None
-        logits = denoiser(state.tokens, previous)  # 2
-        state = sampler.update(state, logits)  # 3
+        rows = sampler.rows(state)  # None: every slot
+        args = (state.tokens, previous) if rows is None else (state.tokens, previous, rows)
+        logits = denoiser(*args)  # 2
+        state = sampler.update(state, logits, rows)  # 3
         yield state  # 4
         if state.done:
             return

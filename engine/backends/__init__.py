@@ -7,6 +7,9 @@ A backend has two calls, the same for every network:
 
 Optional: `new_tail()` -> a TailCache; `denoise(..., tail=...)` then fills it with the suffix head's keys
 and values on a full pass and, while it is filled, runs only the hole slots (see engine/native.py).
+Optional: `new_hole_cache()` -> a HoleCache; such a backend's `denoise(..., rows=..., hole_cache=...)`
+returns logits for the hole slots `rows` only and, with a filled tail, reuses the kept keys of hole
+slots whose input is unchanged (engine/native.py's HoleKV). Without it the engine slices the logits.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class TailCache(Protocol):
     def copy(self) -> TailCache:
         """Another handle on the same keys, unaffected by this one's later move or clear."""
         ...
+
+
+class HoleCache(Protocol):
+    """Backend-owned keys/values of the hole slots, each from the last pass that ran that slot."""
+
+    @property
+    def filled(self) -> bool: ...
+
+    def clear(self) -> None: ...
 
 
 class Backend(Protocol):

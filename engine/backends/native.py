@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from engine.model_dir import load_state_dict, read_json
-from engine.native import NativeConfig, NativeKV, NativeModel, TailKV
+from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
 from engine.types import ModelLoadError
 
 
@@ -47,6 +47,9 @@ class NativeBackend:
     def new_tail(self) -> TailKV:
         return TailKV(self.model.rotary)
 
+    def new_hole_cache(self) -> HoleKV:
+        return HoleKV()
+
     def denoise(
         self,
         cache: NativeKV,
@@ -54,6 +57,9 @@ class NativeBackend:
         hole: int,
         self_condition: torch.Tensor | None = None,
         tail: TailKV | None = None,
+        rows: torch.Tensor | None = None,
+        hole_cache: HoleKV | None = None,
     ) -> torch.Tensor:
         # the native network has no self-conditioning input
-        return self.model.denoise(cache, canvas.to(self.device), hole, tail).float()
+        rows = None if rows is None else rows.to(self.device)
+        return self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache).float()

@@ -12,7 +12,7 @@ Two steps:
 Usage:
     python -m engine.train.evaluate cut --corpus CORPUS_DIR --out engine/train/eval_holes.jsonl.xz
     python -m engine.train.evaluate cut --manifest engine/train/manifest.jsonl.xz --js .device/js_corpus.tar.xz
-    python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--tokens-per-step 1,2,4]
+    python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--kinds multi_line] [--tokens-per-step 1,2,4]
         [--generation '{}' '{"suffix_refresh_steps": 0, "commit_confidence": 0.8}']
 """
 
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> None:
     from engine import Engine
 
     engine = Engine.load(args.model, device=args.device)
-    holes = sample(load_holes(args.holes), args.per_group)
+    holes = sample([hole for hole in load_holes(args.holes) if hole.kind in args.kinds], args.per_group)
     results = []
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--device", default="cpu")
     fill.add_argument("--holes", type=Path, default=HOLES_FILE)
     fill.add_argument("--per-group", type=int, default=40, help="holes per (language, kind)")
+    fill.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS),
+                      help=f"hole kinds to fill, comma-separated (default: {','.join(KINDS)})")
     fill.add_argument("--tokens-per-step", type=lambda s: [float(x) for x in s.split(",")], default=[2.0])
     fill.add_argument("--fit-length", type=lambda s: [x == "on" for x in s.split(",")], default=[False, True],
                       help="unknown length with the length probe off/on (default: off,on)")
@@ -306,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
             rows = held_out_here(args.manifest, args.js)
         cut(rows, args.out, args.per_language)
     else:
+        if unknown := sorted(set(args.kinds) - set(KINDS)):
+            parser.error(f"--kinds: unknown {', '.join(unknown)} (use {', '.join(KINDS)})")
         if not args.holes.is_file():
             sys.exit(f"{args.holes}: no holes file (run `cut` where the corpus is)")
         run(args)

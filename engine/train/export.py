@@ -35,7 +35,7 @@ from engine.train.train import LANGUAGE_WEIGHTS, load_weights
 GENERATION = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 64, "tokens_per_step": 2,
               "max_steps": 48, "fit_length": True, "multiline_tokens_per_step": 4,
               "suffix_refresh_steps": 0, "commit_confidence": 0.8, "probe_moves_suffix_head": True,
-              "suffix_head_across_fills": True}
+              "suffix_head_across_fills": True, "masked_rows_only": True, "hole_refresh_steps": 4}
 SPECIAL = {"pad": 0, "eos": 1, "bos": 2, "mask": 3}
 
 

@@ -131,6 +131,8 @@ DECODING_VARIANTS = {
     "exact": {"suffix_refresh_steps": 1, "commit_confidence": 1.0},  # suffix head every step, k slots a step
     "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0, "suffix_head_across_fills": False},
     "kept within a fill": {"suffix_head_across_fills": False},  # the shipped defaults but for the next one
+    # session 2's defaults: every hole slot runs every step, the LM head over all of them
+    "hole every step": {"masked_rows_only": False, "hole_refresh_steps": 1},
     "shipped": {},  # generation_config.json as it is (the suffix head also kept across a document's fills)
 }
 

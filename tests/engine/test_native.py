@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import Engine
-from engine.native import NativeModel, TailKV
+from engine.native import HoleKV, NativeModel, TailKV
 
 
 @pytest.fixture()
@@ -152,3 +152,102 @@ def test_a_document_keeps_its_suffix_head_for_the_next_probe_before_the_same_suf
     assert seen.count(full_canvas) == 1
     engine.complete(InfillRequest("x = 1", "\nother()\n", max_tokens=6, cache_key="doc"))  # another suffix
     assert seen.count(6 + len(engine.suffix_ids("\nother()\n"))) == 1
+
+
+def test_logits_of_chosen_rows_equal_those_rows_of_the_full_pass(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    canvas = canvas_of(engine, engine.tokenizer.encode("a +") + [mask] * 4)
+    hole = canvas.shape[1] - canvas_of(engine, []).shape[1]
+    rows = torch.tensor([hole - 3, hole - 1])
+    torch.testing.assert_close(model.denoise(cache, canvas, hole, rows=rows), model.denoise(cache, canvas, hole)[:, rows])
+
+
+def test_kept_hole_keys_run_only_changed_and_wanted_slots(model_and_cache, monkeypatch) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    tail, hole_kv = TailKV(model.rotary), HoleKV()
+    model.denoise(cache, canvas_of(engine, [mask] * 6), 6, tail, hole_kv=hole_kv)  # full pass, fills both
+    assert hole_kv.filled
+    word = engine.tokenizer.encode("a")[0]
+    committed = canvas_of(engine, [word, word] + [mask] * 4)  # slots 0 and 1 committed this step
+    model.denoise(cache, committed, 6, tail, rows=torch.tensor([3, 4, 5]), hole_kv=hole_kv)
+    model.denoise(cache, committed, 6, tail, rows=torch.tensor([3, 4, 5]), hole_kv=hole_kv)
+    full = canvas_of(engine, [mask] * 6).shape[1]
+    # slots 0 and 1 ran once more with their tokens, then their kept keys stood in for them
+    assert seen == [full, 5, 3]
+
+
+def test_kept_hole_keys_give_the_exact_logits_while_the_hole_is_unchanged(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    canvas = canvas_of(engine, engine.tokenizer.encode("a +") + [mask] * 4)
+    hole = canvas.shape[1] - canvas_of(engine, []).shape[1]
+    tail, hole_kv = TailKV(model.rotary), HoleKV()
+    exact = model.denoise(cache, canvas, hole)
+    model.denoise(cache, canvas, hole, tail, hole_kv=hole_kv)
+    rows = torch.tensor([hole - 1])
+    torch.testing.assert_close(model.denoise(cache, canvas, hole, tail, rows, hole_kv), exact[:, rows],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_kept_hole_keys_lag_and_clear_brings_back_the_hole_pass(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    tail, hole_kv = TailKV(model.rotary), HoleKV()
+    model.denoise(cache, canvas_of(engine, [mask] * 6), 6, tail, hole_kv=hole_kv)
+    word = engine.tokenizer.encode("a")[0]
+    committed = canvas_of(engine, [word] + [mask] * 5)
+    rows = torch.tensor([4, 5])
+    model.denoise(cache, committed, 6, tail, rows, hole_kv)  # slot 0 runs once more with its token
+    changed = canvas_of(engine, [word, word] + [mask] * 4)
+    lagging = model.denoise(cache, changed, 6, tail, rows, hole_kv)  # slots 2, 3 keep keys from a hole of masks
+    hole_pass = model.denoise(cache, changed, 6, tail, rows)  # every hole slot runs (the suffix still kept)
+    assert not torch.allclose(lagging, hole_pass, atol=1e-4)
+    hole_kv.clear()
+    torch.testing.assert_close(model.denoise(cache, changed, 6, tail, rows, hole_kv), hole_pass)
+
+
+@pytest.mark.parametrize("generation", [{"masked_rows_only": True}, {"hole_refresh_steps": 0}])
+def test_a_backend_without_row_selection_fills_as_one_with_it(tiny_model_dir: Path, monkeypatch, generation) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+    from engine.backends.native import NativeBackend
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=False, **generation)
+    request = InfillRequest("x = ", "\nprint(x)\n", max_tokens=8, steps=4)
+    selecting = engine.complete(request)
+    monkeypatch.delattr(NativeBackend, "new_hole_cache")  # as DiffusionGemma's backend: every slot, sliced
+    sliced = engine.complete(request)
+    assert selecting is not None and sliced is not None
+    if generation.get("hole_refresh_steps") is None:  # masked rows only: exact, the same text
+        assert selecting.text == sliced.text
+    assert sliced.done and sliced.step == 4
+
+
+def test_masked_rows_only_fills_the_same_text_and_runs_fewer_rows(tiny_model_dir: Path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    model = engine.backend.model
+    heads: list[int] = []
+    logits = model.logits
+    monkeypatch.setattr(model, "logits", lambda hidden: heads.append(hidden.shape[1]) or logits(hidden))
+    request = InfillRequest("x = ", "\nprint(x)\n", max_tokens=8, steps=4, alternatives=2)
+    texts = {}
+    for rows_only in (False, True):
+        engine.defaults = replace(engine.defaults, fit_length=False, masked_rows_only=rows_only)
+        heads.clear()
+        final = engine.complete(request)
+        assert final is not None
+        texts[rows_only] = final.texts[0]
+        rows_seen = list(heads)
+    assert texts[True] == texts[False]  # row 0 (greedy) is the same fill
+    assert rows_seen[0] == 8 and rows_seen[-1] < 8 and sorted(rows_seen, reverse=True) == rows_seen

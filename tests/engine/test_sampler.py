@@ -137,3 +137,15 @@ def test_a_commit_confidence_of_one_commits_only_k_even_when_a_slot_is_certain()
     certain[0, :, 5] = 0.0  # softmax rounds to exactly 1.0 on every slot
     state = sampler.update(state, certain)
     assert int(state.committed.sum()) == 1  # k = 4 slots / 4 steps
+
+
+def test_an_update_from_the_masked_rows_alone_commits_as_one_from_every_row() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), masked_rows_only=True)
+    state = sampler.update(sampler.start(1, 4, torch.device("cpu")), peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.8]))
+    rows = sampler.rows(state)
+    assert rows is not None and rows.tolist() == [0, 2, 3]  # slot 1 was committed (k = 1)
+    full = peaked([5, 6, 7, PAD], [0.6, 0.2, 0.4, 0.95])  # slot 1's logits are never read
+    from_rows = sampler.update(state, full[:, rows], rows)
+    from_all = sampler.update(state, full)
+    assert from_rows.tokens.tolist() == from_all.tokens.tolist() == [[MASK, 6, MASK, PAD]]
+    assert from_rows.guess.tolist() == from_all.guess.tolist()
