@@ -37,6 +37,9 @@ GENERATION = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 
               "suffix_refresh_steps": 0, "commit_confidence": 0.8, "probe_moves_suffix_head": True,
               "suffix_head_across_fills": True, "masked_rows_only": True, "hole_refresh_steps": 4}
 SPECIAL = {"pad": 0, "eos": 1, "bos": 2, "mask": 3}
+# The card's hand-written measurements (held-out infilling, decoding choices): kept in the source tree so
+# that an export, which regenerates the card from the training state, never drops them.
+MEASUREMENTS = Path(__file__).with_name("model_card_measurements.md")
 
 
 def model_config(cfg: NativeConfig, layout: Layout) -> dict:
@@ -114,6 +117,8 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
             "1-16 tokens, int8 weights, plain decoder committing the 2 most confident slots per step): "
             f"true length {em['true_length']:.1%}, 16 slots with pads {em['slots16']:.1%}.",
         ]
+    if MEASUREMENTS.exists():
+        lines += ["", MEASUREMENTS.read_text().strip()]
     if summary:
         lines += ["", "## Data", "",
                   "Permissively licensed source only; every file is listed with origin, licence and sha256 in "
