@@ -11,8 +11,9 @@ Parts, in order (each is skipped with a printed reason when the time budget or t
    and materialised on the GPU, one tensor per distinct (tied) parameter (never in host memory); through the engine's diffusion_gemma backend:
    prefix encode per token, one 256-token denoising step, the implied tokens/s at 3-17 steps per canvas
    against the published 1,000 tokens/s, and a roofline (FLOPs and bytes per step over the peaks), for
-   the MoE experts run eagerly, as grouped matmuls, and with each decoder layer's feed-forward part
-   (the backend's `after_attention`) under torch.compile.
+   the MoE experts run eagerly, as grouped matmuls, with each decoder layer's feed-forward part
+   (the backend's `after_attention`) under torch.compile, and with the whole denoising step captured
+   once as a CUDA graph and replayed (no per-kernel launch from Python).
 Writes DIR/gpu_results.json and DIR/bench-gpu-*.png, and prints a short table last.
 """
 
@@ -291,14 +292,19 @@ def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks:
     floor_ms = max(result["roofline"]["compute_bound_ms"], result["roofline"]["memory_bound_ms"])
     result["roofline"]["floor_ms"] = floor_ms
 
-    variants = [("eager experts", "eager", False), ("grouped_mm experts", "grouped_mm", False),
-                ("grouped_mm + torch.compile", "grouped_mm", True)]
-    for name, experts, compiled in variants:
-        if clock.left() < (60 if not compiled else 150) and not smoke:
+    variants = [("eager experts", "eager", "eager"), ("grouped_mm experts", "grouped_mm", "eager"),
+                ("grouped_mm + torch.compile", "grouped_mm", "compile"),
+                ("grouped_mm + CUDA graph", "grouped_mm", "graph"),
+                ("grouped_mm + torch.compile + CUDA graph", "grouped_mm", "compile+graph")]
+    for name, experts, mode in variants:
+        if mode.endswith("graph") and device.type != "cuda":
+            result["variants"][name] = {"skipped": "CUDA graphs need a CUDA device"}
+            continue
+        if clock.left() < (150 if mode.startswith("compile") else 60) and not smoke:
             result["variants"][name] = {"skipped": f"{clock.left():.0f}s left in the time budget"}
             continue
         try:
-            result["variants"][name] = run_variant(model, backend, experts, compiled, cache, canvas_ids, previous,
+            result["variants"][name] = run_variant(model, backend, experts, mode, cache, canvas_ids, previous,
                                                    encode, prefix_tokens, canvas, device, repeats)
         except Exception as error:  # one variant failing (an old torch, a compile error) must not end the run
             result["variants"][name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
@@ -309,9 +315,12 @@ def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks:
     return result
 
 
-def run_variant(model, backend, experts: str, compiled: bool, cache, canvas_ids: torch.Tensor,
+def run_variant(model, backend, experts: str, mode: str, cache, canvas_ids: torch.Tensor,
                 previous: torch.Tensor, encode: Callable[[], None], prefix_tokens: int, canvas: int,
                 device: torch.device, repeats: int) -> dict:
+    """mode: "eager", "compile" (each layer's after_attention under torch.compile), "graph" (the whole
+    step captured as one CUDA graph: same inputs every replay, so only launch overhead is saved), or
+    "compile+graph" (both: the compiled kernels captured)."""
     if hasattr(model, "set_experts_implementation"):
         model.set_experts_implementation(experts)
     elif experts != "eager":
@@ -320,29 +329,58 @@ def run_variant(model, backend, experts: str, compiled: bool, cache, canvas_ids:
     # (output projection, dense MLP, router, experts), the part that dominates a step
     layers = backend._decoder_layers
     originals = [layer.after_attention for layer in layers]
-    compile_s = 0.0
-    if compiled:
+
+    def step() -> torch.Tensor:
+        return backend.denoise(cache, canvas_ids, canvas, previous)
+
+    run: Callable[[], object] = step
+    row: dict = {}
+    started = time.perf_counter()
+    if mode.startswith("compile"):
         for layer in layers:
             layer.after_attention = torch.compile(layer.after_attention, dynamic=False)
-        started = time.perf_counter()
-        backend.denoise(cache, canvas_ids, canvas, previous)  # compiles here
+        step()  # compiles here
         sync(device)
-        compile_s = time.perf_counter() - started
+        row["compile_s"] = round(time.perf_counter() - started, 1)
+    if mode.endswith("graph"):
+        started = time.perf_counter()
+        expected = step().argmax(-1)
+        run, output = capture_cuda_graph(step, device)
+        run()
+        sync(device)
+        row["capture_s"] = round(time.perf_counter() - started, 1)
+        row["same_argmax_as_eager"] = round((output.argmax(-1) == expected).float().mean().item(), 4)
     try:
-        step = time_ms(lambda: backend.denoise(cache, canvas_ids, canvas, previous), device, repeats, warmup=1)
-        row: dict = {"step_ms": step, "compile_s": round(compile_s, 1)}
+        row["step_ms"] = time_ms(run, device, repeats, warmup=1)
+        step_ms = row["step_ms"]
         enc = time_ms(encode, device, max(2, repeats // 2), warmup=1)  # the encoder is never compiled here
         row["prefix_encode_ms"] = enc
         row["prefix_encode_ms_per_token"] = round(enc["p50"] / prefix_tokens, 4)
         # a canvas of `canvas` tokens costs `steps` denoising steps, then one encode of the finished canvas
         canvas_encode_ms = row["prefix_encode_ms_per_token"] * canvas
         row["implied_tokens_per_s"] = {
-            str(steps): round(canvas / ((steps * step["p50"] + canvas_encode_ms) / 1000), 1) for steps in STEP_RANGE
+            str(steps): round(canvas / ((steps * step_ms["p50"] + canvas_encode_ms) / 1000), 1) for steps in STEP_RANGE
         }
         return row
     finally:
         for layer, after_attention in zip(layers, originals, strict=True):
             layer.after_attention = after_attention
+
+
+def capture_cuda_graph(step: Callable[[], torch.Tensor], device: torch.device) -> tuple[Callable[[], object], torch.Tensor]:
+    """Record `step` once into a CUDA graph: its replay, and the tensor each replay writes its result to.
+    The step must not synchronise with the host (no .item(), no data-dependent shapes); capture raises if
+    it does, and the variant reports that."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires (allocator, lazy init)
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = step()
+    return graph.replay, output
 
 
 # ---- report --------------------------------------------------------------------------------------------------
