@@ -115,6 +115,24 @@ def test_denoise_matches_transformers_forward(
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def compiled(backend: DiffusionGemmaBackend) -> DiffusionGemmaBackend:
+    """The same model with its canvas pass under torch.compile (fused projections, as on the CPU)."""
+    return DiffusionGemmaBackend(backend.model, torch.device("cpu"), compiled=True)
+
+
+def test_compiled_canvas_pass_matches_transformers_forward(compiled: DiffusionGemmaBackend) -> None:
+    """One compiled backend through new shapes (prefix inside and beyond the window, batch, first step or
+    conditioned): each recompiles or reuses a graph, and every result is still transformers' forward."""
+    for prefix_len, batch, conditioned in [(23, 1, False), (23, 1, True), (5, 3, True)]:
+        prefix = tokens(prefix_len, seed=40 + prefix_len)
+        canvas = torch.stack([tokens(12, seed=50 + row) for row in range(batch)])  # (B, 12)
+        self_condition = torch.randn(batch, 5, compiled.vocab_size) * 3 if conditioned else None
+        ours = compiled.denoise(encoded(compiled, prefix), canvas, 5, self_condition)
+        theirs = reference_logits(compiled, prefix, canvas, 5, self_condition)
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("pieces", [(23,), (5, 18), (14, 1, 8), (1, 1, 21)])  # new document, edits, keystrokes
 def test_deeper_model_matches_transformers_forward(deep: DiffusionGemmaBackend, pieces: tuple[int, ...]) -> None:
     """Prefixes encoded whole or in pieces (causal attention at an offset, in full and sliding layers)."""

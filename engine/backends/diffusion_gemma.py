@@ -100,10 +100,19 @@ class DiffusionGemmaBackend:
 
     noise = "uniform"
 
-    def __init__(self, model: DiffusionGemmaForBlockDiffusion, device: torch.device, fuse: bool | None = None):
+    def __init__(
+        self,
+        model: DiffusionGemmaForBlockDiffusion,
+        device: torch.device,
+        fuse: bool | None = None,
+        compiled: bool = False,
+    ):
         """fuse: concatenate projection weights so that one matrix product does the work of several (default:
         on the CPU, where a small model's many small products dominate, above all when the two cores are
-        shared; it copies the attention and MLP weights once). The results are those of the unfused layers."""
+        shared; it copies the attention and MLP weights once). The results are those of the unfused layers.
+
+        compiled: run the canvas pass (embedding to soft-capped logits) through torch.compile, which fuses
+        the norms, rotary and activations between the matrix products (see `compiled`)."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
@@ -123,6 +132,8 @@ class DiffusionGemmaBackend:
         self._own_encoder = all(layer.self_attn.is_causal for layer in self.encoder.layers)
         # ((cached length, canvas length), rotary tables per layer type): the same for every step of a fill
         self._canvas_rotary: tuple[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.compiled = compiled
+        self._compiled_pass: Any = None  # made at the first compiled step
 
     @classmethod
     def load(
@@ -234,40 +245,67 @@ class DiffusionGemmaBackend:
 
         self_condition: (B, hole, V) logits of the previous step, or None at the first step.
         """
-        decoder = self.decoder
         B, C = canvas.shape
         assert 0 < hole <= C, f"hole {hole} must be within the canvas ({C})"
         L = cache.length
         canvas = canvas.to(self.device)
 
+        # rotary tables per layer type (kept for the fill's next steps)
+        kept = self._canvas_rotary
+        if kept is None or kept[0] != (L, C):
+            like = self.decoder.embed_tokens.weight
+            kept = self._canvas_rotary = ((L, C), self._rotary(self.decoder.rotary_emb, L, C, like))
+        rotary = [kept[1][kind] for kind in self.layer_types]
+
+        # the prefix keys and values each layer sees: sliding layers see what transformers' sliding cache
+        # keeps, the last window - 1 tokens
+        prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for index, kind in enumerate(self.layer_types):
+            layer_kv = cache.layer(index)
+            if layer_kv is None:
+                break
+            seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
+            keys, values = layer_kv  # (1, kv heads, L, d)
+            prefix.append((keys[:, :, L - seen :], values[:, :, L - seen :]) if seen < L else (keys, values))
+
+        canvas_pass = self._canvas_pass
+        if self.compiled:
+            if self._compiled_pass is None:
+                self._compiled_pass = torch.compile(self._canvas_pass)
+            canvas_pass = self._compiled_pass
+        conditioned = None if self_condition is None else self_condition.to(self.device)
+        return canvas_pass(canvas, hole, conditioned, prefix, rotary)
+
+    def _canvas_pass(
+        self,
+        canvas: torch.Tensor,
+        hole: int,
+        self_condition: torch.Tensor | None,
+        prefix: list[tuple[torch.Tensor, torch.Tensor]],
+        rotary: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """The decoder over the canvas (B, C), reading each layer's prefix keys and values (1, kv heads, L', d)
+        (none while the cache is empty) with its cos and sin (1, C, d) -> float32 logits (B, hole, V).
+        Tensors and a static layout only, so that torch.compile can take it whole."""
+        decoder = self.decoder
+        B = canvas.shape[0]
+
         # 1. token embeddings plus the self-conditioning signal (zero at the first step, as generate() does)
         x = decoder.embed_tokens(canvas)  # (B, C, D), already scaled by sqrt(D)
         if self_condition is not None:
             embed = decoder.embed_tokens
-            probs = self_condition.to(self.device).softmax(dim=-1, dtype=torch.float32).to(embed.weight.dtype)
+            probs = self_condition.softmax(dim=-1, dtype=torch.float32).to(embed.weight.dtype)
             soft_hole = probs @ embed.weight * embed.embed_scale.to(x.dtype)  # (B, hole, D)
             soft = torch.cat((soft_hole, x[:, hole:]), dim=1)  # (B, C, D): suffix slots see their own token
         else:
             soft = None  # zero
         x = self._self_conditioning(x, soft)  # (B, C, D)
 
-        # 2. rotary tables per layer type (kept for the fill's next steps)
-        kept = self._canvas_rotary
-        if kept is None or kept[0] != (L, C):
-            kept = self._canvas_rotary = ((L, C), self._rotary(decoder.rotary_emb, L, C, x))
-        rotary = kept[1]
-
-        # 3. the layers: bidirectional over the visible prefix keys and the canvas, no mask
-        for index, (layer, kind) in enumerate(zip(self._decoder_layers, self.layer_types, strict=True)):
-            cos, sin = rotary[kind]
+        # 2. the layers: bidirectional over the visible prefix keys and the canvas, no mask
+        for index, (layer, (cos, sin)) in enumerate(zip(self._decoder_layers, rotary, strict=True)):
             queries, keys, values = layer.project(layer.module.input_layernorm(x), cos, sin)
-            prefix = cache.layer(index)
-            if prefix is not None:
-                prefix_keys, prefix_values = prefix  # (1, kv heads, L, d)
-                # sliding layers see what transformers' sliding cache keeps: the last window - 1 tokens
-                seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
-                if seen < L:
-                    prefix_keys, prefix_values = prefix_keys[:, :, L - seen :], prefix_values[:, :, L - seen :]
+            if index < len(prefix):
+                prefix_keys, prefix_values = prefix[index]  # (1, kv heads, L', d)
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
                 values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
             out = F.scaled_dot_product_attention(
@@ -275,7 +313,7 @@ class DiffusionGemmaBackend:
             )  # (B, heads, C, d)
             x = layer.after_attention(x, out)  # (B, C, D)
 
-        # 4. norm, LM head and soft-capping on the hole slots only
+        # 3. norm, LM head and soft-capping on the hole slots only
         logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V), a new tensor
         if self.softcap is not None:
             logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)
