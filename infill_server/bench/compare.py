@@ -70,6 +70,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
                 return fn()
             finally:
                 backend.compiled = False
+
         return run
 
     sides: dict[str, Callable[[], object]] = {
@@ -77,6 +78,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
         "engine_cold": ours_cold,
         "engine_warm": lambda: engine.complete(warm_request),
     }
+    was_compiled = getattr(backend, "compiled", False)
     if switchable:
         backend.compiled = False  # the shipped default, whatever the engine was built with
         sides["engine_compiled_cold"] = compiled(ours_cold)
@@ -95,6 +97,8 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
                 samples[name].add(time_ms(side))
     finally:
         hook.remove()
+        if switchable:
+            backend.compiled = was_compiled
     result = {
         "prefix_tokens": ids.shape[1],
         "canvas_tokens": canvas,
