@@ -131,7 +131,8 @@ class DiffusionGemmaBackend:
         # a prefix pass of our own needs a causal encoder (the cache of an unchanged prefix stays valid)
         self._own_encoder = all(layer.self_attn.is_causal for layer in self.encoder.layers)
         # ((cached length, canvas length), rotary tables per layer type): the same for every step of a fill
-        self._canvas_rotary: tuple[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None
+        Rotary = dict[str, tuple[torch.Tensor, torch.Tensor]]
+        self._canvas_rotary: tuple[tuple[int, int], Rotary] | None = None
         self.compiled = compiled
         self._compiled_pass: Any = None  # made at the first compiled step
 
@@ -213,7 +214,8 @@ class DiffusionGemmaBackend:
         if T == 0:
             return
         ids = ids.to(self.device)[None]  # (1, T)
-        if not self._own_encoder:  # a bidirectional prefix (not a text checkpoint we know): transformers' pass
+        # a bidirectional prefix (not a text checkpoint we know): transformers' pass
+        if not self._own_encoder:
             positions = torch.arange(start, start + T, device=self.device)[None]  # (1, T)
             self.model.model.encoder(input_ids=ids, past_key_values=cache.kv, position_ids=positions)
             return
@@ -227,10 +229,12 @@ class DiffusionGemmaBackend:
             if index == last:  # nothing reads the last layer's output: only its keys and values
                 cache.kv.update(*layer.keys_values(normed, cos, sin), index)
                 break
-            queries, keys, values = layer.project(normed, cos, sin)  # (1, heads, T, d), (1, kv heads, T, d) x2
+            # (1, heads, T, d), (1, kv heads, T, d) x2
+            queries, keys, values = layer.project(normed, cos, sin)
             keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
             window = self.window if kind == "sliding_attention" else None
-            out = _causal_attention(queries, keys, values, start, window, layer.attn.scaling)  # (1, heads, T, d)
+            # (1, heads, T, d)
+            out = _causal_attention(queries, keys, values, start, window, layer.attn.scaling)
             x = layer.after_attention(x, out)
 
     @torch.inference_mode()
@@ -349,7 +353,9 @@ class _Layer:
         self.qkv_sizes = [p.out_features for p in projections]
         plain = all(p.bias is None for p in [*projections, mlp.gate_proj, mlp.up_proj])
         self.qkv = _concatenated([p.weight for p in projections], shared) if fuse and plain else None
-        self.gate_up = _concatenated([mlp.gate_proj.weight, mlp.up_proj.weight], shared) if fuse and plain else None
+        self.gate_up = (
+            _concatenated([mlp.gate_proj.weight, mlp.up_proj.weight], shared) if fuse and plain else None
+        )
         # transformers' default experts layout: [gate; up] rows per expert, no bias, no post-expert norm
         default_layout = (
             getattr(experts, "is_concatenated", True)
@@ -377,7 +383,8 @@ class _Layer:
             return self.keys_values(normed, cos, sin, parts)
         else:
             keys = attn.k_proj(normed).view(shape)
-            values = attn.v_proj(normed).view(shape) if attn.v_proj is not None else keys  # full layers: v = k
+            # full layers: v = k
+            values = attn.v_proj(normed).view(shape) if attn.v_proj is not None else keys
         keys = apply_rotary_pos_emb(attn.k_norm(keys), cos, sin, unsqueeze_dim=2).transpose(1, 2)
         return keys, attn.v_norm(values).transpose(1, 2)
 
@@ -409,7 +416,8 @@ class _Layer:
         else:
             dense = mlp(normed)
         dense = layer.post_feedforward_layernorm_1(dense)
-        flat = x.reshape(-1, x.shape[-1])  # (B*S, D): the router reads the residual stream, the experts its norm
+        # (B*S, D): the router reads the residual stream, the experts its norm
+        flat = x.reshape(-1, x.shape[-1])
         _, weights, chosen = layer.router(flat)  # (B*S, top-k) each
         experts = self.experts(layer.pre_feedforward_layernorm_2(flat), chosen, weights).reshape(x.shape)
         x = x + layer.post_feedforward_layernorm(dense + layer.post_feedforward_layernorm_2(experts))
@@ -437,7 +445,9 @@ class _SelfConditioning:
         self.block = block
         linears = (block.gate_proj, block.up_proj, block.down_proj)
         plain = all(linear.bias is None for linear in linears)
-        self.gate_up = _concatenated([block.gate_proj.weight, block.up_proj.weight], {}) if fuse and plain else None
+        self.gate_up = (
+            _concatenated([block.gate_proj.weight, block.up_proj.weight], {}) if fuse and plain else None
+        )
         self.zero_maps_to_zero = plain  # no biases: a zero signal contributes exactly zero
 
     def __call__(self, x: torch.Tensor, signal: torch.Tensor | None) -> torch.Tensor:
@@ -462,7 +472,12 @@ def _concatenated(weights: list[torch.Tensor], shared: dict[tuple[int, ...], tor
 
 
 def _causal_attention(
-    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, window: int | None, scale: float
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    start: int,
+    window: int | None,
+    scale: float,
 ) -> torch.Tensor:
     """queries (1, heads, T, d) at positions start..start+T-1 over keys/values (1, kv heads, start+T, d) at
     positions 0..: each query sees the keys at or before it, and with a window only the last `window` of
@@ -471,21 +486,37 @@ def _causal_attention(
     gqa = queries.shape[1] != keys.shape[1]
     if window is None:
         if start == 0:
-            return F.scaled_dot_product_attention(queries, keys, values, is_causal=True, scale=scale, enable_gqa=gqa)
+            return F.scaled_dot_product_attention(
+                queries, keys, values, is_causal=True, scale=scale, enable_gqa=gqa
+            )
         return _masked_attention(queries, keys, values, start, start + T, 0, None, scale)
     # a window: query blocks of `window` positions, each reading only the keys its window can reach
     block = max(window, 1)
     out = [
-        _masked_attention(queries[:, :, a : a + block], keys, values, start + a, start + min(a + block, T),
-                          max(0, start + a - window + 1), window, scale)
+        _masked_attention(
+            queries[:, :, a : a + block],
+            keys,
+            values,
+            start + a,
+            start + min(a + block, T),
+            max(0, start + a - window + 1),
+            window,
+            scale,
+        )
         for a in range(0, T, block)
     ]
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
 def _masked_attention(
-    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: int, end: int, key_start: int,
-    window: int | None, scale: float,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    first: int,
+    end: int,
+    key_start: int,
+    window: int | None,
+    scale: float,
 ) -> torch.Tensor:
     """Queries at positions first..end-1 over keys key_start..end-1, causal (and within `window`)."""
     keys, values = keys[:, :, key_start:end], values[:, :, key_start:end]

@@ -110,8 +110,12 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
     }
     if switchable:
         result["compile_s"] = round(compile_s, 1)
-        result["speedup_compiled_cold"] = round(samples["reference"].p50 / samples["engine_compiled_cold"].p50, 3)
-        result["speedup_compiled_warm"] = round(samples["reference"].p50 / samples["engine_compiled_warm"].p50, 3)
+        result["speedup_compiled_cold"] = round(
+            samples["reference"].p50 / samples["engine_compiled_cold"].p50, 3
+        )
+        result["speedup_compiled_warm"] = round(
+            samples["reference"].p50 / samples["engine_compiled_warm"].p50, 3
+        )
     return result
 
 
@@ -130,7 +134,8 @@ class GreedyDecoder:
 
     def set_prefix(self, ids: list[int]) -> None:
         self.cache.truncate(0)
-        hidden = self.model.extend(self.cache, torch.tensor(ids, device=self.engine.backend.device), 0)  # (1, P, D)
+        prefix = torch.tensor(ids, device=self.engine.backend.device)  # (P,)
+        hidden = self.model.extend(self.cache, prefix, 0)  # (1, P, D)
         self.prefix_length = len(ids)
         self.last_hidden = hidden[:, -1:]
 
@@ -168,8 +173,16 @@ def versus_autoregressive(engine: Engine, doc: Document, slots: int, budget: Bud
     no_suffix = InfillRequest(doc.prefix, "", max_tokens=slots, cache_key=key)
     engine.complete(diffusion)
     decoder.decode(slots)
-    samples = {name: Samples() for name in ("diffusion_first", "diffusion_final", "diffusion_no_suffix_final",
-                                            "autoregressive_first", "autoregressive_final")}
+    samples = {
+        name: Samples()
+        for name in (
+            "diffusion_first",
+            "diffusion_final",
+            "diffusion_no_suffix_final",
+            "autoregressive_first",
+            "autoregressive_final",
+        )
+    }
     another = budget.runs()
     while another():
         first, final, steps = timed_fill(engine, diffusion)
@@ -186,7 +199,8 @@ def versus_autoregressive(engine: Engine, doc: Document, slots: int, budget: Bud
         "ms": {name: s.summary() for name, s in samples.items()},
         "speedup_final": round(samples["autoregressive_final"].p50 / samples["diffusion_final"].p50, 3),
         "speedup_final_no_suffix": round(
-            samples["autoregressive_final"].p50 / samples["diffusion_no_suffix_final"].p50, 3),
+            samples["autoregressive_final"].p50 / samples["diffusion_no_suffix_final"].p50, 3
+        ),
     }
 
 
@@ -213,7 +227,9 @@ def held_out_files(limit: int = 400) -> list[str]:
     return texts
 
 
-def single_line_holes(engine: Engine, count: int, max_tokens: int = 16, seed: int = 0) -> list[tuple[str, str, str]]:
+def single_line_holes(
+    engine: Engine, count: int, max_tokens: int = 16, seed: int = 0
+) -> list[tuple[str, str, str]]:
     """(prefix, middle, suffix): the cursor inside a line, the hole to the line's end (1..max_tokens tokens)."""
     rng = random.Random(seed)
     files = held_out_files()
@@ -231,7 +247,7 @@ def single_line_holes(engine: Engine, count: int, max_tokens: int = 16, seed: in
         if not middle.strip() or len(engine.tokenizer.encode(middle)) > max_tokens:
             continue
         offset = sum(len(x) + 1 for x in lines[:index]) + start
-        holes.append((text[:offset], middle, text[offset + len(middle):]))
+        holes.append((text[:offset], middle, text[offset + len(middle) :]))
     return holes
 
 
@@ -250,5 +266,8 @@ def accuracy(engine: Engine, count: int) -> dict:
         if engine.tokenizer.decode(ids).split("\n")[0].rstrip() == want:
             hits["autoregressive"] += 1
     n = max(len(holes), 1)
-    return {"holes": len(holes), "source": "held-out CPython stdlib files (split by content hash)",
-            "exact_match": {name: round(h / n, 4) for name, h in hits.items()}}
+    return {
+        "holes": len(holes),
+        "source": "held-out CPython stdlib files (split by content hash)",
+        "exact_match": {name: round(h / n, 4) for name, h in hits.items()},
+    }
