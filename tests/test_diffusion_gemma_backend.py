@@ -43,14 +43,31 @@ def deep(request: pytest.FixtureRequest) -> DiffusionGemmaBackend:
 
     base = tiny_diffusion_gemma_config()
     text = DiffusionGemmaTextConfig(
-        vocab_size=base.text_config.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        layer_types=["full_attention", "sliding_attention", "full_attention"], num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, global_head_dim=32, num_global_key_value_heads=1, sliding_window=WINDOW,
-        max_position_embeddings=4096, num_experts=4, top_k_experts=2, moe_intermediate_size=16, initializer_range=0.1,
+        vocab_size=base.text_config.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        layer_types=["full_attention", "sliding_attention", "full_attention"],
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        global_head_dim=32,
+        num_global_key_value_heads=1,
+        sliding_window=WINDOW,
+        max_position_embeddings=4096,
+        num_experts=4,
+        top_k_experts=2,
+        moe_intermediate_size=16,
+        initializer_range=0.1,
     )
-    config = DiffusionGemmaConfig(text_config=text, vision_config=base.vision_config, canvas_length=32,
-                                  boi_token_id=base.boi_token_id, eoi_token_id=base.eoi_token_id,
-                                  image_token_id=base.image_token_id)
+    config = DiffusionGemmaConfig(
+        text_config=text,
+        vision_config=base.vision_config,
+        canvas_length=32,
+        boi_token_id=base.boi_token_id,
+        eoi_token_id=base.eoi_token_id,
+        image_token_id=base.image_token_id,
+    )
     torch.manual_seed(3)
     model = DiffusionGemmaForBlockDiffusion(config).eval()
     return DiffusionGemmaBackend(model, torch.device("cpu"), fuse=request.param)
@@ -100,8 +117,12 @@ def reference_logits(
 @pytest.mark.parametrize("conditioned", [False, True])
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "unfused"])
 def test_denoise_matches_transformers_forward(
-    backend: DiffusionGemmaBackend, unfused: DiffusionGemmaBackend, prefix_len: int, batch: int,
-    conditioned: bool, fused: bool,
+    backend: DiffusionGemmaBackend,
+    unfused: DiffusionGemmaBackend,
+    prefix_len: int,
+    batch: int,
+    conditioned: bool,
+    fused: bool,
 ) -> None:
     backend = backend if fused else unfused
     prefix = tokens(prefix_len, seed=1)
@@ -115,8 +136,29 @@ def test_denoise_matches_transformers_forward(
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("pieces", [(23,), (5, 18), (14, 1, 8), (1, 1, 21)])  # new document, edits, keystrokes
-def test_deeper_model_matches_transformers_forward(deep: DiffusionGemmaBackend, pieces: tuple[int, ...]) -> None:
+@pytest.fixture(scope="module")
+def compiled(backend: DiffusionGemmaBackend) -> DiffusionGemmaBackend:
+    """The same model with its canvas pass under torch.compile (fused projections, as on the CPU)."""
+    return DiffusionGemmaBackend(backend.model, torch.device("cpu"), compiled=True)
+
+
+def test_compiled_canvas_pass_matches_transformers_forward(compiled: DiffusionGemmaBackend) -> None:
+    """One compiled backend through new shapes (prefix inside and beyond the window, batch, first step or
+    conditioned): each recompiles or reuses a graph, and every result is still transformers' forward."""
+    for prefix_len, batch, conditioned in [(23, 1, False), (23, 1, True), (5, 3, True)]:
+        prefix = tokens(prefix_len, seed=40 + prefix_len)
+        canvas = torch.stack([tokens(12, seed=50 + row) for row in range(batch)])  # (B, 12)
+        self_condition = torch.randn(batch, 5, compiled.vocab_size) * 3 if conditioned else None
+        ours = compiled.denoise(encoded(compiled, prefix), canvas, 5, self_condition)
+        theirs = reference_logits(compiled, prefix, canvas, 5, self_condition)
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+# a new document, edits, keystrokes
+@pytest.mark.parametrize("pieces", [(23,), (5, 18), (14, 1, 8), (1, 1, 21)])
+def test_deeper_model_matches_transformers_forward(
+    deep: DiffusionGemmaBackend, pieces: tuple[int, ...]
+) -> None:
     """Prefixes encoded whole or in pieces (causal attention at an offset, in full and sliding layers)."""
     prefix = tokens(sum(pieces), seed=13)
     cache = deep.new_cache()
@@ -126,12 +168,18 @@ def test_deeper_model_matches_transformers_forward(deep: DiffusionGemmaBackend, 
     self_condition = torch.randn(2, 5, deep.vocab_size) * 3
     for given in (None, self_condition):
         ours = deep.denoise(cache, canvas, 5, given)
-        torch.testing.assert_close(ours, reference_logits(deep, prefix, canvas, 5, given), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            ours, reference_logits(deep, prefix, canvas, 5, given), rtol=1e-4, atol=1e-5
+        )
 
 
-def test_fused_and_unfused_caches_agree(backend: DiffusionGemmaBackend, unfused: DiffusionGemmaBackend) -> None:
+def test_fused_and_unfused_caches_agree(
+    backend: DiffusionGemmaBackend, unfused: DiffusionGemmaBackend
+) -> None:
     prefix = tokens(23, seed=14)
-    for ours, theirs in zip(encoded(backend, prefix).kv.layers, encoded(unfused, prefix).kv.layers, strict=True):
+    for ours, theirs in zip(
+        encoded(backend, prefix).kv.layers, encoded(unfused, prefix).kv.layers, strict=True
+    ):
         torch.testing.assert_close(ours.keys, theirs.keys)
         torch.testing.assert_close(ours.values, theirs.values)
 
@@ -271,7 +319,9 @@ def test_engine_streams_uniform_noise_steps_until_done(gemma_engine) -> None:
     from engine import InfillRequest
 
     assert gemma_engine.info.noise == "uniform"
-    steps = list(gemma_engine.infill(InfillRequest("def f(x):\n    return ", "\n\nprint(f(1))\n", max_tokens=8)))
+    steps = list(
+        gemma_engine.infill(InfillRequest("def f(x):\n    return ", "\n\nprint(f(1))\n", max_tokens=8))
+    )
     assert steps and steps[-1].done and not any(r.done for r in steps[:-1])
     assert [r.step for r in steps] == list(range(1, len(steps) + 1))
     assert len(steps) <= gemma_engine.defaults.max_steps
