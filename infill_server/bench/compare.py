@@ -30,7 +30,7 @@ _fresh = itertools.count()
 # ---- (a) the engine against transformers' generate() ----------------------------------------------------
 
 
-def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
+def versus_reference(engine: Engine, prefix: str, budget: Budget, compiled: bool = True) -> dict:
     """Fill one canvas after `prefix` both ways; the checkpoint's sampler runs exactly max_steps steps.
 
     Both sides use one module object, the same prefix ids, the same steps (counted: the decoder passes of
@@ -41,7 +41,8 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
 
     The engine runs as shipped (eager; `speedup_cold` is the headline) and, where the backend has the switch,
     with its canvas pass under torch.compile (`compiled_*`: the same arithmetic, fused element-wise work; the
-    compile itself happens in the untimed first call and is reported as `compile_s`).
+    compile itself happens in the untimed first call and is reported as `compile_s`; `compiled=False` skips
+    that side, as the tests' smoke runs do).
     """
     model = engine.backend.model
     canvas = engine.info.canvas_length
@@ -50,7 +51,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
     passes = [0]
     hook = model.model.decoder.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     backend = engine.backend
-    switchable = hasattr(backend, "compiled")
+    switchable = compiled and hasattr(backend, "compiled")
 
     def reference() -> int:
         """New tokens generated (generate()'s sequences are the prompt and the new tokens)."""
@@ -63,7 +64,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
 
     warm_request = InfillRequest(prefix, "", max_tokens=canvas, steps=steps, cache_key="ref-warm")
 
-    def compiled(fn: Callable[[], object]) -> Callable[[], object]:
+    def under_compile(fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
             backend.compiled = True
             try:
@@ -81,8 +82,8 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget) -> dict:
     was_compiled = getattr(backend, "compiled", False)
     if switchable:
         backend.compiled = False  # the shipped default, whatever the engine was built with
-        sides["engine_compiled_cold"] = compiled(ours_cold)
-        sides["engine_compiled_warm"] = compiled(lambda: engine.complete(warm_request))
+        sides["engine_compiled_cold"] = under_compile(ours_cold)
+        sides["engine_compiled_warm"] = under_compile(lambda: engine.complete(warm_request))
     try:
         reference_tokens = reference()
         reference_steps = passes[0]

@@ -33,6 +33,10 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
     print(f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
           f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "
           f"(x{ref['speedup_cold']:.2f}), warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})")
+    if "speedup_compiled_cold" in ref:
+        print(f"    compiled canvas pass (compiled in {ref['compile_s']:.0f}s, untimed): "
+              f"cold {ref['ms']['engine_compiled_cold']['p50']:.1f}ms (x{ref['speedup_compiled_cold']:.2f}), "
+              f"warm {ref['ms']['engine_compiled_warm']['p50']:.1f}ms (x{ref['speedup_compiled_warm']:.2f})")
     for name, ar in results["vs_autoregressive"].items():
         ms = ar["ms"]
         print(f"(b) {name} vs autoregressive, {ar['tokens']} tokens: diffusion {ms['diffusion_final']['p50']:.1f}ms "
