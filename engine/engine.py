@@ -28,6 +28,7 @@ from engine.sampler import (
     HoleState,
     Sampler,
     denoise_hole,
+    fill_score,
     right_pad_run,
 )
 from engine.tokenizer import CodeTokenizer, SpecialTokens
@@ -194,22 +195,37 @@ class Engine:
             tail = self._suffix_head_for(key, suffix_ids, slots, len(prefix), tail)
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
         if probing:
+            budget = slots
             fitted, guess = self.probe_length(denoiser, slots)
             if tail is not None and self.defaults.suffix_head_across_fills:
                 self.prefix_cache.keep_suffix_head(key, KeptSuffixHead(tuple(suffix_ids), slots, len(prefix), tail.copy()))
-            if fitted < slots:
-                # A shorter canvas moves the suffix head. Measured on the held-out holes, shrinking beats
-                # keeping the slots as committed pads (13.3% vs 8.9% single-line exact match): a hole of
-                # all masks beside revealed pads is rare in training.
-                if tail is not None and self.defaults.probe_moves_suffix_head:
-                    tail.move(fitted - slots)
-                elif tail is not None:
-                    tail.clear()
-                slots, blocks = fitted, [fitted]
-                denoiser = self.canvas_denoiser(cache, suffix, tail)
-            # the probe is a full forward over the hole: its guess is the first draft the user sees
-            step += 1
-            yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
+            rounds = 0
+            while True:
+                shrunk = fitted < slots
+                if shrunk:
+                    # A shorter canvas moves the suffix head. Measured on the held-out holes, shrinking beats
+                    # keeping the slots as committed pads (13.3% vs 8.9% single-line exact match): a hole of
+                    # all masks beside revealed pads is rare in training.
+                    if tail is not None and self.defaults.probe_moves_suffix_head:
+                        tail.move(fitted - slots)
+                    elif tail is not None:
+                        tail.clear()
+                    slots, blocks = fitted, [fitted]
+                    denoiser = self.canvas_denoiser(cache, suffix, tail)
+                # a probe is a full forward over the hole: its guess is a draft the user sees
+                step += 1
+                yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
+                if not shrunk or rounds >= self.defaults.reprobe_rounds:
+                    break
+                rounds += 1
+                fitted, guess = self.probe_length(denoiser, slots)
+            if self.defaults.length_offsets:
+                sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
+                best = self._fill_by_likelihood(cache, suffix, tail, slots, sizes, request, batch, cancel)
+                if best is not None:
+                    texts = tuple(self.tokenizer.decode(best.guess[row].tolist()) for row in range(batch))
+                    yield Refinement(step + 1, texts, int(best.committed[0].sum()), best.tokens.shape[1], True)
+                return
         done_text: list[list[int]] = [[] for _ in range(batch)]
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
@@ -234,6 +250,29 @@ class Engine:
                 done_text[row] += state.guess[row].tolist()
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
+
+    def _fill_by_likelihood(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
+                            sizes: list[int], request: InfillRequest, batch: int,
+                            cancel: threading.Event | None) -> HoleState | None:
+        """Fill the hole at each size in `sizes` and keep the fill whose row 0 scores best (fill_score);
+        None if cancelled. `tail` holds the suffix head's keys for a hole of `slots`."""
+        pad = self.tokenizer.special.pad
+        best: tuple[float, HoleState] | None = None
+        for size in sizes:
+            moved = None
+            if tail is not None:  # each size reads the suffix head at its own positions
+                moved = tail.copy()
+                moved.move(size - slots)
+            denoiser = self.canvas_denoiser(cache, suffix, moved)
+            sampler = self.make_sampler(size, request.steps, request.seed)
+            states = list(denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel))
+            state = states[-1] if states else None
+            if state is None or not state.done or state.scores is None:
+                return None
+            score = float(fill_score(state.tokens, state.scores, pad)[0])
+            if best is None or score > best[0]:
+                best = (score, state)
+        return None if best is None else best[1]
 
     def _suffix_head_for(self, key: str, suffix: list[int], slots: int, prefix_length: int,
                          fresh: TailCache) -> TailCache:

@@ -32,6 +32,12 @@ class GenerationDefaults:
     temperature: float = 0.0  # mask noise: 0 = greedy for the first alternative
     fit_length: bool = False  # mask noise: probe the fill's length with one forward before denoising
     length_margin: int = 2  # slots kept beyond the probed length
+    # mask noise, after a probe that shrank the hole: probe again over the shorter hole, up to this many
+    # times or until the length holds (a shorter hole moves the suffix closer, and the guess can change)
+    reprobe_rounds: int = 0
+    # mask noise, with the probe: fill at these offsets from the probed hole size, one fill each, and keep
+    # the one with the best mean log-probability of its committed text (length by likelihood; () = off)
+    length_offsets: tuple[int, ...] = ()
     # mask noise: the suffix head runs through the network every this many steps and its keys are reused
     # in between (1: every step, the exact computation; 0: only in a block's first step)
     suffix_refresh_steps: int = 1
@@ -60,7 +66,10 @@ class GenerationDefaults:
     def from_dict(cls, values: dict) -> GenerationDefaults:
         # a Hugging Face generation_config.json carries many keys of its own: take only ours
         known = {f.name: f.type for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+        chosen = {k: v for k, v in values.items() if k in known and v is not None}
+        if "length_offsets" in chosen:  # JSON has lists, the frozen defaults keep tuples
+            chosen["length_offsets"] = tuple(int(offset) for offset in chosen["length_offsets"])
+        return cls(**chosen)
 
 
 def resolve_model(source: str | None) -> Path:

@@ -34,6 +34,9 @@ class HoleState:
     logits: torch.Tensor | None  # (B, S, V) last step's logits, for self-conditioning
     step: int
     done: bool
+    # (B, S) mask noise: log-probability of each committed token when it was committed (0 where free);
+    # scores a fill, e.g. to choose among fills of several lengths
+    scores: torch.Tensor | None = None
 
 
 class LinearTemperature:
@@ -57,6 +60,15 @@ def right_pad_run(tokens: torch.Tensor, pad: int) -> torch.Tensor:
     """(B, S) -> bool (B, S): True where this slot and every slot to its right is pad."""
     is_pad = (tokens == pad).int()
     return is_pad.flip(-1).cumprod(-1).flip(-1).bool()
+
+
+def fill_score(tokens: torch.Tensor, scores: torch.Tensor, pad: int) -> torch.Tensor:
+    """tokens, scores (B, S) -> (B,) mean log-probability of a fill's text and of its end (the first
+    trailing pad). Pads after the first are left out: a longer hole would otherwise win by its easy pads."""
+    trailing = right_pad_run(tokens, pad)  # (B, S)
+    first_pad = trailing & ~torch.cat((trailing[:, :1] & False, trailing[:, :-1]), dim=1)
+    counted = ~trailing | first_pad
+    return (scores * counted).sum(-1) / counted.sum(-1).clamp(min=1)
 
 
 class ConfidenceCommit:
@@ -95,7 +107,7 @@ class ConfidenceCommit:
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
         committed = torch.zeros(batch, slots, dtype=torch.bool, device=device)
-        return HoleState(tokens, committed, tokens, None, 0, False)
+        return HoleState(tokens, committed, tokens, None, 0, False, torch.zeros(batch, slots, device=device))
 
     @staticmethod
     def _forbid(logits: torch.Tensor, tokens: list[int]) -> torch.Tensor:
@@ -161,13 +173,17 @@ class ConfidenceCommit:
             best = torch.where(free, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
             batch_rows = stuck.nonzero()[:, 0]
             token[batch_rows, best[batch_rows]] = text_token[batch_rows, best[batch_rows]]
+            confidence[batch_rows, best[batch_rows]] = text_conf[batch_rows, best[batch_rows]]
             commit[batch_rows, best[batch_rows]] = True
         if last_step:
             commit = free
         tokens = torch.where(commit, token, state.tokens)
         committed = state.committed | commit
         guess = torch.where(committed, tokens, token)
-        return HoleState(tokens, committed, guess, None, state.step + 1, bool(committed.all()))
+        scores = None
+        if state.scores is not None:
+            scores = torch.where(commit, confidence.clamp(min=1e-12).log(), state.scores)
+        return HoleState(tokens, committed, guess, None, state.step + 1, bool(committed.all()), scores)
 
 
 class EntropyBoundAccept:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,52 @@ def test_the_length_probe_streams_its_guess_as_the_first_draft(engine: Engine) -
     assert first.step == 1 and not first.done and first.committed == 0
     assert first.slots == steps[-1].slots  # the probe sized the hole the later steps fill
     assert [r.step for r in steps] == list(range(1, len(steps) + 1)) and steps[-1].done
+
+
+def scripted_probe(engine: Engine, lengths: list[int], monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the length probe answer `lengths` in turn (then the last again); returns the hole sizes probed."""
+    probed: list[int] = []
+
+    def probe(denoiser, slots: int) -> tuple[int, list[int]]:
+        probed.append(slots)
+        return min(slots, lengths[min(len(probed), len(lengths)) - 1]), []
+
+    monkeypatch.setattr(engine, "probe_length", probe)
+    return probed
+
+
+@pytest.mark.parametrize(("rounds", "sizes", "final"), [(0, [24], 10), (1, [24, 10], 7), (5, [24, 10, 7, 6], 6)])
+def test_reprobing_shrinks_the_hole_until_the_length_holds_or_the_rounds_run_out(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, rounds: int, sizes: list[int], final: int
+) -> None:
+    probed = scripted_probe(engine, [10, 7, 6], monkeypatch)
+    engine.defaults = replace(engine.defaults, reprobe_rounds=rounds)
+    steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True)))
+    assert probed == sizes and steps[-1].done and steps[-1].slots == final
+    # every probe streams a draft before any slot is committed
+    assert [r.committed for r in steps[: len(sizes)]] == [0] * len(sizes)
+
+
+@pytest.mark.parametrize("prefer", ["shorter", "longer"])
+def test_length_by_likelihood_keeps_the_best_scored_of_the_candidate_sizes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, prefer: str
+) -> None:
+    import engine.engine as engine_module
+
+    scripted_probe(engine, [10], monkeypatch)
+    sign = -1.0 if prefer == "shorter" else 1.0
+    monkeypatch.setattr(engine_module, "fill_score",
+                        lambda tokens, scores, pad: torch.full((tokens.shape[0],), sign * tokens.shape[1]))
+    # candidate sizes 8, 10 and 12 (+20 is capped at the 24 slots asked for)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2, 20))
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert final is not None and final.slots == (8 if prefer == "shorter" else 24)
+
+
+def test_length_offsets_from_json_lists_become_a_tuple() -> None:
+    from engine.model_dir import GenerationDefaults
+
+    assert GenerationDefaults.from_dict({"length_offsets": [-1, 0, 2]}).length_offsets == (-1, 0, 2)
 
 
 def test_a_suffix_head_as_long_as_the_canvas_leaves_room_for_the_hole(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from engine.sampler import (
     StableAndConfident,
     denoise_hole,
     entropy,
+    fill_score,
     right_pad_run,
 )
 
@@ -149,3 +150,22 @@ def test_an_update_from_the_masked_rows_alone_commits_as_one_from_every_row() ->
     from_all = sampler.update(state, full)
     assert from_rows.tokens.tolist() == from_all.tokens.tolist() == [[MASK, 6, MASK, PAD]]
     assert from_rows.guess.tolist() == from_all.guess.tolist()
+
+
+def test_a_fill_is_scored_by_the_log_probability_each_token_had_when_committed() -> None:
+    sampler = commit_sampler(steps=2)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.8]))
+    # slots 1 and 3 committed now at 0.9 and 0.8; the later step's probabilities must not overwrite them
+    state = sampler.update(state, peaked([5, 2, 7, 2], [0.6, 0.99, 0.7, 0.99]))
+    # <mask> is forbidden, so each probability is renormalised without the mask's (1 - p) / (V - 1)
+    expected = [math.log(p / (1 - (1 - p) / (V - 1))) for p in (0.6, 0.9, 0.7, 0.8)]
+    assert state.scores is not None
+    assert torch.allclose(state.scores, torch.tensor([expected]), atol=1e-5)
+
+
+def test_fill_score_counts_the_text_and_the_first_trailing_pad_only() -> None:
+    tokens = torch.tensor([[5, PAD, 6, PAD, PAD], [5, 6, 7, 4, 4]])
+    scores = torch.tensor([[-1.0, -2.0, -3.0, -0.5, -0.1], [-1.0, -1.0, -1.0, -1.0, -2.0]])
+    # row 0: 5, the mid pad, 6 and the first trailing pad (the end); the second trailing pad is left out
+    assert torch.allclose(fill_score(tokens, scores, PAD), torch.tensor([(-1 - 2 - 3 - 0.5) / 4, -6.0 / 5]))
