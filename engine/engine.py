@@ -194,6 +194,7 @@ class Engine:
         if probing and tail is not None and self.defaults.suffix_head_across_fills:
             tail = self._suffix_head_for(key, suffix_ids, slots, len(prefix), tail)
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
+        denoise_steps = request.steps  # sized by the caller for the hole it asked for
         if probing:
             budget = slots
             fitted, guess = self.probe_length(denoiser, slots)
@@ -210,6 +211,8 @@ class Engine:
                         tail.move(fitted - slots)
                     elif tail is not None:
                         tail.clear()
+                    if denoise_steps is not None:  # a shrunk hole keeps the caller's tokens per step
+                        denoise_steps = max(1, math.ceil(denoise_steps * fitted / slots))
                     slots, blocks = fitted, [fitted]
                     denoiser = self.canvas_denoiser(cache, suffix, tail)
                 # a probe is a full forward over the hole: its guess is a draft the user sees
@@ -221,7 +224,7 @@ class Engine:
                 fitted, guess = self.probe_length(denoiser, slots)
             if self.defaults.length_offsets:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                best = self._fill_by_likelihood(cache, suffix, tail, slots, sizes, request, batch, cancel)
+                best = self._fill_by_likelihood(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
                 if best is not None:
                     texts = tuple(self.tokenizer.decode(best.guess[row].tolist()) for row in range(batch))
                     yield Refinement(step + 1, texts, int(best.committed[0].sum()), best.tokens.shape[1], True)
@@ -232,7 +235,7 @@ class Engine:
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
                 tail = self.new_tail(suffix) if final_block else None
                 denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0], tail)
-            sampler = self.make_sampler(block_slots, request.steps, request.seed + index)
+            sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index)
             start = sampler.start(batch, block_slots, self.backend.device)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, start, cancel):
@@ -252,7 +255,7 @@ class Engine:
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
     def _fill_by_likelihood(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
-                            sizes: list[int], request: InfillRequest, batch: int,
+                            sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
                             cancel: threading.Event | None) -> HoleState | None:
         """Fill the hole at each size in `sizes` and keep the fill whose row 0 scores best (fill_score);
         None if cancelled. `tail` holds the suffix head's keys for a hole of `slots`."""
@@ -264,7 +267,7 @@ class Engine:
                 moved = tail.copy()
                 moved.move(size - slots)
             denoiser = self.canvas_denoiser(cache, suffix, moved)
-            sampler = self.make_sampler(size, request.steps, request.seed)
+            sampler = self.make_sampler(size, steps, request.seed)
             states = list(denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel))
             state = states[-1] if states else None
             if state is None or not state.done or state.scores is None:

@@ -250,3 +250,12 @@ def test_a_suffix_head_as_long_as_the_canvas_leaves_room_for_the_hole(tmp_path: 
     assert engine.defaults.suffix_head_tokens >= 16  # the whole canvas, were the suffix head not cut
     result = engine.complete(InfillRequest(PREFIX, SUFFIX * 20, max_tokens=12))
     assert result is not None and result.done
+
+
+def test_a_shrunk_hole_keeps_the_callers_tokens_per_step(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """24 slots in 12 steps is 2 tokens a step; probed to 8 slots, the fill takes at most 4 steps."""
+    scripted_probe(engine, [8], monkeypatch)
+    engine.defaults = replace(engine.defaults, commit_confidence=1.0)  # every step commits exactly its share
+    steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, steps=12, fit_length=True)))
+    assert steps[-1].done and steps[-1].slots == 8
+    assert len(steps) == 1 + 4  # the probe, then 8 slots at 2 a step
