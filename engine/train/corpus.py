@@ -428,6 +428,85 @@ def pack_py(package_list: Path, out: Path, guard: EvalGuard, download_dir: Path 
     print(f"left out: {dict(guard.rejected)}")
 
 
+# ---- restoring archives from a manifest (run where npm and pip reach the registries) --------------
+
+
+def _npm_tarball(origin: str, folder: Path) -> Path | None:
+    """`npm pack name@version` into folder: the published tarball, byte for byte, no install scripts."""
+    result = subprocess.run(["npm", "pack", "--silent", "--pack-destination", str(folder), origin],
+                            capture_output=True, text=True)
+    names = result.stdout.split()
+    if result.returncode != 0 or not names:
+        print(f"skip {origin}: npm pack failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return folder / names[-1]
+
+
+def _npm_files(tarball: Path) -> dict[str, bytes]:
+    """Files of a published npm tarball by their path inside the package (its 'package/' root dropped)."""
+    files = {}
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                files[member.name.split("/", 1)[-1]] = handle.read()
+    return files
+
+
+def _wheel_files(origin: str, folder: Path) -> dict[str, bytes]:
+    name, version = origin.rsplit("@", 1)
+    wheel = download_wheel(f"{name}=={version}", folder)
+    if wheel is None:
+        return {}
+    with zipfile.ZipFile(wheel) as archive:
+        return {n: archive.read(n) for n in archive.namelist() if n.endswith(PY_SUFFIXES)}
+
+
+def restore(manifest: Path, archive: str | None, out: Path, jobs: int = 8) -> None:
+    """Rebuild an archive from the files a manifest lists for it: each package is fetched at its pinned
+    version and only the listed files are kept, each checked against its sha256. A fresh checkout (where
+    the ignored .device/ is gone) gets back the exact corpus the shipped model was trained on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = [json.loads(line) for line in lzma.open(manifest, "rt", encoding="utf-8")]
+    if archive is not None:
+        rows = [r for r in rows if r.get("archive") == archive]
+    else:  # the first archive: its manifest rows carry no archive name; stdlib/ and site-packages/ are the machine's
+        rows = [r for r in rows if "archive" not in r and r["path"].startswith("node_modules/")]
+    by_origin: dict[str, list[dict]] = {}
+    for row in rows:
+        by_origin.setdefault(row["origin"], []).append(row)
+    with tempfile.TemporaryDirectory() as scratch:
+        def fetch(origin: str) -> dict[str, bytes]:
+            folder = Path(scratch) / re.sub(r"[^A-Za-z0-9.@-]+", "_", origin)
+            folder.mkdir()
+            if by_origin[origin][0]["path"].startswith("node_modules/"):
+                tarball = _npm_tarball(origin, folder)
+                return _npm_files(tarball) if tarball else {}
+            return _wheel_files(origin, folder)
+
+        with ThreadPoolExecutor(jobs) as pool:
+            fetched = dict(zip(by_origin, pool.map(fetch, by_origin)))
+    records, missing = [], []
+    for origin, listed in by_origin.items():
+        files = fetched[origin]
+        name = package_name(origin) if listed[0]["path"].startswith("node_modules/") else ""
+        for row in listed:
+            rel = row["path"].removeprefix("site-packages/")
+            if rel.startswith("node_modules/"):
+                rel = rel.removeprefix("node_modules/")
+                rel = rel[len(origin.rsplit("@", 1)[0]) + 1 :] if name else rel
+            data = files.get(rel)
+            if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+                missing.append(row["path"])
+                continue
+            records.append((row["path"], origin, row["licence"], data.decode("utf-8")))
+    write_archive(records, out)
+    print(f"restored {len(records)} of {len(rows)} listed files; {len(missing)} missing or changed")
+    for path in missing[:20]:
+        print(f"  missing: {path}", file=sys.stderr)
+
+
 # ---- Python (run where it trains) ---------------------------------------------------------------
 
 
@@ -574,8 +653,16 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check", help="the files of the evaluation holes are held out (exit 1 if not)")
     check.add_argument("--manifest", type=Path, required=True)
     check.add_argument("--holes", type=Path, default=Path(__file__).with_name("eval_holes.jsonl.xz"))
+    back = commands.add_parser("restore", help="rebuild an archive from a manifest, each package at its pinned version")
+    back.add_argument("--manifest", type=Path, required=True)
+    back.add_argument("--archive", default=None,
+                      help="the archive name in the manifest's rows (js_corpus2.tar.xz, py_corpus.tar.xz); "
+                           "omitted: the first archive's node_modules/ rows")
+    back.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "check":
+    if args.command == "restore":
+        restore(args.manifest, args.archive, args.out)
+    elif args.command == "check":
         check_held_out(args.manifest, args.holes)
     elif args.command == "pack-js":
         guard = EvalGuard(args.manifest, args.holes, args.held_out_from) if args.manifest or args.holes else None

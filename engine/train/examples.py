@@ -35,6 +35,7 @@ class Layout:
     hole_slots: int = 128  # S never exceeds this
     suffix_tokens: int = 64
     true_length_share: float = 0.3  # examples whose hole has exactly the middle's length
+    spare_draw: str = "short-and-wide"  # or "uniform": see spare_slots
     prefix_chars: int = 3072  # text cut before tokenising; ~2.8 chars/token in code leaves > 511 tokens
     suffix_chars: int = 768
 
@@ -113,6 +114,18 @@ def cut_hole(text: str, kind: str, rng: random.Random) -> tuple[int, int]:
 # ---- tokenising and packing -----------------------------------------------------------------------
 
 
+def spare_slots(m: int, layout: Layout, rng: random.Random) -> int:
+    """How many <pad> slots follow a middle of m tokens. The service gives a single line its probed
+    length plus 2 and a multi-line hole 64 slots: half the draws are log-uniform (a few spare slots are
+    common, so the model learns to close a short run with pads instead of writing on), half uniform up
+    to 64 (a short middle in a wide multi-line hole)."""
+    if layout.spare_draw == "uniform":  # the recipe until session 4
+        return rng.randint(1, max(16, m))
+    if rng.random() < 0.5:
+        return int(math.exp(rng.uniform(0.0, math.log(max(16, m) + 1))))
+    return rng.randint(1, max(64, m))
+
+
 def _fit_middle(tok: Tokenizer, middle: str, suffix: str, limit: int) -> tuple[list[int], list[int]]:
     """Shorten an over-long middle (the cut-off part joins the suffix); returns (middle, suffix) ids."""
     while True:
@@ -145,7 +158,7 @@ def pack(
         row = [BOS] + pre[-(P - 1) :]
         prefix[b, P - len(row) :] = row
         m = len(mid)
-        extra = 0 if rng.random() < layout.true_length_share else rng.randint(1, max(16, m))
+        extra = 0 if rng.random() < layout.true_length_share else spare_slots(m, layout, rng)
         S = max(1, min(m + extra, layout.hole_slots))
         head = suf[: layout.suffix_tokens]
         canvas[b, :m] = mid
