@@ -97,7 +97,7 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
         "- objective: masked diffusion on the hole (t ~ U(0,1], masked slots only) + 0.5 x next-token loss "
         "on the prefix; holes cut at character positions: single line 35%, 2-8 lines 25%, short mid-line "
         "span 20%, random span 15%, empty 5%; 30% of holes have the true length, the rest extra <pad> slots "
-        "(since session 4: half log-uniform up to max(16, m), half uniform up to max(64, m))",
+        "(uniform in 1..max(16, m))",
     ]
     if "last_train" in train:
         last = train["last_train"]
