@@ -47,6 +47,7 @@ class ModelInfo:
     backend: str
     noise: str
     device: str
+    dtype: str  # the matrix products' (the native backend on a CPU: float32 or bfloat16, see its load)
     parameters: int
     max_prefix_tokens: int
     canvas_length: int
@@ -77,8 +78,12 @@ class Engine:
         self.prefix_cache = PrefixCache(backend)
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto", progress: Progress | None = None) -> Engine:
-        """Load a model directory (None: the shipped model) or a Hugging Face id from the local cache."""
+    def load(cls, model: str | Path | None = None, device: str = "auto", progress: Progress | None = None,
+             dtype: str | None = None) -> Engine:
+        """Load a model directory (None: the shipped model) or a Hugging Face id from the local cache.
+
+        `dtype` (float32, bfloat16; None: the backend's choice) is for measurements: the service leaves it to
+        the backend (the native one reads $DGEM_INFILL_DTYPE, else times both on a CPU)."""
         report = progress or (lambda message, fraction: None)
         report("finding model", 0.0)
         model_dir = resolve_model(None if model is None else str(model))
@@ -88,7 +93,7 @@ class Engine:
             raise ModelLoadError(f"{model_dir}/config.json: no model_type")
         torch_device = pick_device(device)
         report(f"loading {model_type} weights on {torch_device.type}", 0.2)
-        backend = load_backend(model_dir, torch_device, model_type)
+        backend = load_backend(model_dir, torch_device, model_type, dtype)
         report("loading tokenizer", 0.8)
         special = _special_tokens(config, backend, model_dir)
         tokenizer = CodeTokenizer.from_file(model_dir / "tokenizer.json", special)
@@ -96,11 +101,13 @@ class Engine:
         generation.update(read_json(model_dir / "generation_config.json", required=False))
         defaults = GenerationDefaults.from_dict(generation)
         parameters = sum(p.numel() for p in backend.model.parameters())
+        matmul_dtype = getattr(backend, "dtype", None) or next(backend.model.parameters()).dtype
         info = ModelInfo(
             source=str(model_dir),
             backend=model_type,
             noise=backend.noise,
             device=torch_device.type,
+            dtype=str(matmul_dtype).removeprefix("torch."),
             parameters=parameters,
             max_prefix_tokens=int(config.get("max_prefix_tokens", 4096)),
             canvas_length=int(config.get("canvas_length", 256)),

@@ -5,6 +5,8 @@ One weight stack used two ways (DiffusionGemma's layout):
 - bidirectional over the canvas ([hole slots][suffix head]), which also reads the prefix cache.
 
 Pre-norm transformer: RMSNorm, rotary positions, QK-norm, SwiGLU, tied embeddings.
+Precision as the model trained (bf16 autocast): matrix products and attention in the linear weights' dtype,
+norms and rotary in float32, the residual stream in the norms' dtype (`NativeModel.matmuls_in`).
 Shapes: B batch, T new tokens, L cached tokens, C canvas, D model width, H heads, E head width.
 """
 
@@ -73,7 +75,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        # in the weight's dtype: a bf16 q or k is normed in float32, as under bf16 autocast
+        return F.rms_norm(x.to(self.weight.dtype), (x.shape[-1],), self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -88,10 +91,11 @@ class Attention(nn.Module):
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """x (B, T, D) -> q, k, v (B, H, T, E), normed and rotated."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x.to(self.qkv.weight.dtype))  # (B, T, 3D)
+        q, k, v = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q = apply_rotary(self.q_norm(q), cos, sin)
         k = apply_rotary(self.k_norm(k), cos, sin)
-        return q, k, v
+        return q.type_as(v), k.type_as(v), v  # attention runs in the matrix products' dtype
 
     def merge(self, y: torch.Tensor) -> torch.Tensor:
         B, _, T, _ = y.shape
@@ -105,7 +109,7 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        gate, up = self.gate_up(x.to(self.gate_up.weight.dtype)).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
 
 
@@ -250,9 +254,21 @@ class NativeModel(nn.Module):
             last = module.out if isinstance(module, Attention) else module.down
             nn.init.normal_(last.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
 
+    def matmuls_in(self, dtype: torch.dtype) -> NativeModel:
+        """Matrix products in `dtype`, the rest as bf16 autocast kept it in training: the linear and embedding
+        weights (the tied LM head) take `dtype`; the norms, and with them the residual stream, stay as they are."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.to(dtype)
+        return self
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) -> (B, T, D) in the residual stream's dtype, the norms'."""
+        return self.embed(ids).to(self.norm.weight.dtype)
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Tied LM head: hidden (..., D) -> (..., V)."""
-        return F.linear(self.norm(hidden), self.embed.weight)
+        """Tied LM head: hidden (..., D) -> (..., V), in the matrix products' dtype."""
+        return F.linear(self.norm(hidden).to(self.embed.weight.dtype), self.embed.weight)
 
     # ---- inference: prefix cache + canvas -------------------------------------------------------
 
@@ -269,7 +285,7 @@ class NativeModel(nn.Module):
         cos, sin = self.rotary(positions)
         # queries see every cached key and the new keys up to themselves
         mask = None if start == 0 else torch.ones(T, start + T, dtype=torch.bool, device=ids.device).tril(start)
-        x = self.embed(ids[None])  # (1, T, D)
+        x = self.embed_tokens(ids[None])  # (1, T, D)
         for block, kv in zip(self.blocks, cache.layers, strict=True):
             q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
             kv.reserve(T)
@@ -321,7 +337,7 @@ class NativeModel(nn.Module):
         fresh_hole_kv = hole_kv is not None and tail is not None and active is None
         if fresh_hole_kv:
             hole_kv.clear()
-        x = self.embed(run)  # (B, T, D)
+        x = self.embed_tokens(run)  # (B, T, D)
         for index, (block, kv) in enumerate(zip(self.blocks, cache.layers, strict=True)):
             q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
             if record:

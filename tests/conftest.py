@@ -7,6 +7,9 @@ import os
 # One thread per torch process: tests run a test process and a server side by side on two cores, and
 # spinning OpenMP threads that fight for them make tiny models ~50x slower. Subprocesses inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# float32 matrix products unless a test asks for bf16: the exact-computation checks use float32 tolerances,
+# and the load-time timing that picks the CPU dtype must not make them depend on the machine or its load
+os.environ.setdefault("DGEM_INFILL_DTYPE", "float32")
 
 from pathlib import Path  # noqa: E402
 

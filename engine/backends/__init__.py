@@ -80,14 +80,18 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(source: str | Path, device: torch.device, model_type: str) -> Backend:
-    """Pick the backend from config.json's model_type; `source` is a model directory or a Hugging Face id."""
+def load_backend(source: str | Path, device: torch.device, model_type: str, dtype: str | None = None) -> Backend:
+    """Pick the backend from config.json's model_type; `source` is a model directory or a Hugging Face id.
+
+    `dtype`: float32, bfloat16, or None / auto for the backend's own choice (the native backend's:
+    engine/backends/native.py, `chosen_dtype`)."""
     if model_type == "dgem_native":
         from engine.backends.native import NativeBackend
 
-        return NativeBackend.load(Path(source), device)
+        return NativeBackend.load(Path(source), device, dtype)
     if model_type == "diffusion_gemma":
         from engine.backends.diffusion_gemma import DiffusionGemmaBackend
 
-        return DiffusionGemmaBackend.load(str(source), device)
+        named = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+        return DiffusionGemmaBackend.load(str(source), device, named.get(dtype or "auto"))
     raise ModelLoadError(f"{source}: unknown model_type {model_type!r} in config.json")

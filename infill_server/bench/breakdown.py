@@ -4,7 +4,7 @@ Parts: tokenising the prefix, encoding it (per token), one denoising step (netwo
 the LM head alone, the sampler's update, decoding the hole text, and the service's post-processing
 (tree-sitter analysis + filters). Variants timed inside the same run, as ratios: the decoding shortcuts
 (suffix-head keys kept, confidence commits) against the exact computation, suffix-head length on the
-canvas, and the number of CPU threads.
+canvas, the number of CPU threads, and float32 against bf16 matrix products.
 """
 
 from __future__ import annotations
@@ -158,4 +158,37 @@ def decoding_variants(engine: Engine, doc: Document, slots: dict[str, int], budg
         exact = samples[("exact", kind)].p50
         out.setdefault(kind, {})[name] = {"final_ms_p50": round(bucket.p50, 1), "steps": steps[(name, kind)],
                                           "speedup_vs_exact": round(exact / bucket.p50, 3)}
+    return out
+
+
+MATMUL_DTYPES = ("float32", "bfloat16")
+
+
+def dtype_variants(engine: Engine, doc: Document, slots: dict[str, int], budget: Budget) -> dict:
+    """Warm fills with float32 and with bf16 matrix products (the model loaded again in the dtype `engine` lacks),
+    interleaved: first and final p50 per kind and dtype; slots: {"single_line": 16, "multi_line": 64}."""
+    engines = {dtype: engine if engine.info.dtype == dtype else Engine.load(engine.info.source, engine.info.device,
+                                                                          dtype=dtype)
+               for dtype in MATMUL_DTYPES}
+    samples = {(dtype, kind): (Samples(), Samples()) for kind in slots for dtype in MATMUL_DTYPES}
+
+    def fill(dtype: str, kind: str) -> tuple[float, float, int]:
+        chosen = engines[dtype]
+        return timed_fill(chosen, service_request(chosen, doc.prefix, doc.suffix, slots[kind], None, "dtypes"))
+
+    for dtype, kind in samples:
+        fill(dtype, kind)  # warm-up: fills each engine's prefix cache
+    steps: dict[tuple[str, str], int] = {}
+    another = budget.runs()
+    while another():
+        for (dtype, kind), (first, final) in samples.items():
+            first_ms, final_ms, steps[(dtype, kind)] = fill(dtype, kind)
+            first.add(first_ms)
+            final.add(final_ms)
+    out: dict = {}
+    for (dtype, kind), (first, final) in samples.items():
+        out.setdefault(kind, {})[dtype] = {"first_ms_p50": round(first.p50, 1), "final_ms_p50": round(final.p50, 1),
+                                           "steps": steps[(dtype, kind)]}
+    for by_dtype in out.values():
+        by_dtype["bf16_speedup_final"] = round(by_dtype["float32"]["final_ms_p50"] / by_dtype["bfloat16"]["final_ms_p50"], 3)
     return out

@@ -18,6 +18,7 @@ from infill_server.bench import compare
 from infill_server.bench.breakdown import (
     cost_breakdown,
     decoding_variants,
+    dtype_variants,
     suffix_head_variants,
     thread_variants,
 )
@@ -46,6 +47,7 @@ class Plan:
     reference_steps: int
     variants: bool
     accuracy_holes: int
+    dtypes: bool = True  # float32 against bf16 matrix products (the native model on a CPU), interleaved
     compiled_reference: bool = True  # also time the engine's compiled DiffusionGemma pass (a compile: ~20 s)
 
     def until(self, deadline: float) -> Plan:
@@ -92,7 +94,7 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     multi_slots = engine.defaults.multiline_slots
     results: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": engine.info.device},
+                    "torch": torch.__version__, "device": engine.info.device, "dtype": engine.info.dtype},
         "model": {"label": model_label, "parameters": engine.info.parameters,
                   "max_prefix_tokens": engine.info.max_prefix_tokens, "canvas_length": engine.info.canvas_length},
         "mode": "smoke" if getattr(args, "smoke", False) else ("quick" if getattr(args, "quick", False) else "full"),
@@ -123,6 +125,9 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
             "suffix_head": suffix_head_variants(engine, doc, single_slots, plan.parts),
             "threads": thread_variants(engine, doc, single_slots, plan.parts),
         }
+    if plan.dtypes and engine.info.backend == "dgem_native" and engine.info.device == "cpu":
+        results["dtypes"] = dtype_variants(engine, doc, {"single_line": single_slots, "multi_line": multi_slots},
+                                           plan.ratio)
 
     # 3. side by side: (a) transformers' generate(), (b) autoregressive decoding
     reference_dir = write_reference_model(work / "reference", plan.reference_size, plan.reference_steps)

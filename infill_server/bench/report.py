@@ -10,7 +10,8 @@ from infill_server.bench.latency import CaseResult
 def print_table(results: dict, cases: list[CaseResult]) -> None:
     machine, model = results["machine"], results["model"]
     print(f"dgem-infill bench ({results['mode']}): {model['label']}, {model['parameters'] / 1e6:.1f}M parameters, "
-          f"{machine['device']} with {machine['threads']} threads, torch {machine['torch']}")
+          f"{machine['device']} with {machine['threads']} threads, torch {machine['torch']}, "
+          f"{machine.get('dtype', 'float32')} matrix products")
     print(f"{'case':<28} {'first p50':>10} {'first p90':>10} {'final p50':>10} {'final p90':>10} "
           f"{'steps':>6} {'encoded':>8} {'runs':>5}")
     for case in cases:
@@ -29,6 +30,10 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
             for name, v in by_name.items()))
     for name, variant in variants.items():
         print(f"  {name}: " + ", ".join(f"{key} {value['step_ms_p50']:.1f}ms/step" for key, value in variant.items()))
+    for kind, by_dtype in results.get("dtypes", {}).items():
+        print(f"  matrix products ({kind}, warm, interleaved): " + ", ".join(
+            f"{dtype} first {v['first_ms_p50']:.1f}ms final {v['final_ms_p50']:.1f}ms/{v['steps']} steps"
+            for dtype, v in by_dtype.items() if isinstance(v, dict)) + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})")
     ref = results["vs_reference"]
     print(f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
           f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "

@@ -32,8 +32,10 @@ def test_every_step_yields_a_refinement_and_only_the_last_is_done(engine: Engine
     assert [r.committed for r in steps] == sorted(r.committed for r in steps)
 
 
-def test_prefix_cache_reuse_gives_identical_output(engine: Engine, tiny_model_dir: Path) -> None:
-    cached = Engine.load(tiny_model_dir, device="cpu")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_prefix_cache_reuse_gives_identical_output(tiny_model_dir: Path, dtype: str) -> None:
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
+    cached = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
     warm = InfillRequest(PREFIX + "a", SUFFIX, max_tokens=8, cache_key="doc")
     cached.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=8, cache_key="doc"))
     with_cache = cached.complete(warm)

@@ -1,4 +1,6 @@
-"""The native network's suffix-head cache (TailKV): exact where it should be, and really skipping work."""
+"""The native network's suffix-head cache (TailKV): exact where it should be, and really skipping work.
+
+The tests given `model_and_cache` run twice: float32 and bf16 matrix products (engine/backends/native.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,19 @@ from engine import Engine
 from engine.native import HoleKV, NativeModel, TailKV
 
 
-@pytest.fixture()
-def model_and_cache(tiny_model_dir: Path) -> tuple[NativeModel, object, Engine]:
-    engine = Engine.load(tiny_model_dir, device="cpu")
+@pytest.fixture(params=["float32", "bfloat16"])
+def model_and_cache(tiny_model_dir: Path, request: pytest.FixtureRequest) -> tuple[NativeModel, object, Engine]:
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=request.param)
     cache = engine.backend.new_cache()
     prefix = torch.tensor(engine.prefix_ids("def add(a, b):\n    return "), dtype=torch.long)
     engine.backend.extend(cache, prefix, 0)
     return engine.backend.model, cache, engine
+
+
+def same_pass(model: NativeModel) -> dict:
+    """Tolerance between a pass over fewer rows and the full pass: float32's reordered sums, or two bf16
+    rounding steps at the logits' scale (kernels may block fewer rows differently)."""
+    return {"rtol": 1e-4, "atol": 1e-4} if model.embed.weight.dtype == torch.float32 else {"rtol": 1.6e-2, "atol": 1e-3}
 
 
 def canvas_of(engine: Engine, hole: list[int]) -> torch.Tensor:
@@ -35,7 +43,7 @@ def test_a_filled_tail_gives_the_full_pass_while_the_hole_is_unchanged(model_and
     reused = model.denoise(cache, canvas, 6, tail)  # hole slots only
     assert tail.filled
     torch.testing.assert_close(recorded, exact)
-    torch.testing.assert_close(reused, exact, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(reused, exact, **same_pass(model))
 
 
 def test_a_reused_tail_lags_the_hole_and_clear_brings_back_the_exact_pass(model_and_cache) -> None:
@@ -121,8 +129,10 @@ def test_a_moved_tail_equals_a_tail_recorded_at_the_new_positions(model_and_cach
     model.denoise(cache, canvas_of(engine, [mask] * 6), 6, at_six)
     model.denoise(cache, canvas_of(engine, [mask] * 4), 4, at_four)
     at_six.move(-2)
-    # keys differ only where the hole's content reached them (not at all in the first layer)
-    torch.testing.assert_close(at_six.keys[0], at_four.keys[0], rtol=1e-4, atol=1e-4)
+    # keys differ only where the hole's content reached them (not at all in the first layer); a moved bf16
+    # key is rounded twice, and the turn spreads the rounding of its largest components (up to ~4) to the rest
+    bf16 = at_six.keys[0].dtype == torch.bfloat16
+    torch.testing.assert_close(at_six.keys[0], at_four.keys[0], rtol=1.6e-2 if bf16 else 1e-4, atol=3e-2 if bf16 else 1e-4)
     torch.testing.assert_close(at_six.values[0], at_four.values[0])
 
 
@@ -191,7 +201,7 @@ def test_kept_hole_keys_give_the_exact_logits_while_the_hole_is_unchanged(model_
     model.denoise(cache, canvas, hole, tail, hole_kv=hole_kv)
     rows = torch.tensor([hole - 1])
     torch.testing.assert_close(model.denoise(cache, canvas, hole, tail, rows, hole_kv), exact[:, rows],
-                               rtol=1e-4, atol=1e-4)
+                               **same_pass(model))
 
 
 def test_kept_hole_keys_lag_and_clear_brings_back_the_hole_pass(model_and_cache) -> None:
@@ -211,14 +221,17 @@ def test_kept_hole_keys_lag_and_clear_brings_back_the_hole_pass(model_and_cache)
     torch.testing.assert_close(model.denoise(cache, changed, 6, tail, rows, hole_kv), hole_pass)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("generation", [{"masked_rows_only": True}, {"hole_refresh_steps": 0}])
-def test_a_backend_without_row_selection_fills_as_one_with_it(tiny_model_dir: Path, monkeypatch, generation) -> None:
+def test_a_backend_without_row_selection_fills_as_one_with_it(
+    tiny_model_dir: Path, monkeypatch, generation, dtype: str
+) -> None:
     from dataclasses import replace
 
     from engine import InfillRequest
     from engine.backends.native import NativeBackend
 
-    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
     engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=False, **generation)
     request = InfillRequest("x = ", "\nprint(x)\n", max_tokens=8, steps=4)
     selecting = engine.complete(request)
@@ -230,12 +243,13 @@ def test_a_backend_without_row_selection_fills_as_one_with_it(tiny_model_dir: Pa
     assert sliced.done and sliced.step == 4
 
 
-def test_masked_rows_only_fills_the_same_text_and_runs_fewer_rows(tiny_model_dir: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_masked_rows_only_fills_the_same_text_and_runs_fewer_rows(tiny_model_dir: Path, monkeypatch, dtype: str) -> None:
     from dataclasses import replace
 
     from engine import InfillRequest
 
-    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
     model = engine.backend.model
     heads: list[int] = []
     logits = model.logits
