@@ -468,7 +468,8 @@ def restore(manifest: Path, archive: str | None, out: Path, jobs: int = 8) -> No
     the ignored .device/ is gone) gets back the exact corpus the shipped model was trained on."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rows = [json.loads(line) for line in lzma.open(manifest, "rt", encoding="utf-8")]
+    with lzma.open(manifest, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
     if archive is not None:
         rows = [r for r in rows if r.get("archive") == archive]
     else:  # the first archive: its manifest rows carry no archive name; stdlib/ and site-packages/ are the machine's
@@ -486,7 +487,7 @@ def restore(manifest: Path, archive: str | None, out: Path, jobs: int = 8) -> No
             return _wheel_files(origin, folder)
 
         with ThreadPoolExecutor(jobs) as pool:
-            fetched = dict(zip(by_origin, pool.map(fetch, by_origin)))
+            fetched = dict(zip(by_origin, pool.map(fetch, by_origin), strict=True))
     records, missing = [], []
     for origin, listed in by_origin.items():
         files = fetched[origin]
