@@ -252,7 +252,9 @@ def run(args: argparse.Namespace) -> None:
                                     "language": language, "kind": kind, **result.__dict__})
                     print(_row(results[-1]), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"model": engine.info.source, "results": results}, indent=1))
+        model = Path(engine.info.source)  # written relative to the working directory: no machine's own paths
+        shown = model.relative_to(Path.cwd()) if model.is_relative_to(Path.cwd()) else Path(model.name)
+        args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results}, indent=1))
 
 
 def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[tuple[Hole, str, float]]]:
