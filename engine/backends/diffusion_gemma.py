@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import apply_rotary_pos_emb
 
+from engine.backends.precision import chosen_dtype
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
 
@@ -143,30 +144,42 @@ class DiffusionGemmaBackend:
 
     @classmethod
     def load(
-        cls, source: str | Path, device: torch.device, dtype: torch.dtype | None = None
+        cls, source: str | Path, device: torch.device, dtype: torch.dtype | str | None = None
     ) -> DiffusionGemmaBackend:
-        """Load from a local model directory or a Hugging Face id (offline when HF_HUB_OFFLINE is set)."""
+        """Load from a local model directory or a Hugging Face id (offline when HF_HUB_OFFLINE is set).
+
+        `dtype`, the whole model's: a torch dtype, or float32 / bfloat16 / auto (None: $DGEM_INFILL_DTYPE,
+        else auto). auto is bf16 on GPUs, and on a CPU bf16 where a timed matrix product of the model's
+        feed-forward shape runs clearly faster than a float32 one (engine/backends/precision.py). A bf16 model
+        runs as transformers runs it: its norms compute in float32 inside, the residual stream is bf16."""
         source = str(source)
         path = Path(source).expanduser()
         looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or path.exists()
         if looks_like_path and not (path / "config.json").is_file():
             raise ModelLoadError(f"{source}: not a model directory (no config.json)")
-        # bf16 on GPUs; float32 on CPUs, where bf16 matrix products are often slower
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        name = str(path) if looks_like_path else source
+        try:
+            config = DiffusionGemmaForBlockDiffusion.config_class.from_pretrained(
+                name, local_files_only=_hub_offline()
+            )
+        except Exception as error:  # hub, file and config errors all end here: one line for the user
+            raise _load_error(source, error) from None
+        if not isinstance(dtype, torch.dtype):
+            text = config.text_config
+            dtype = chosen_dtype(device, text.hidden_size, text.intermediate_size, dtype)
         # with accelerate, weights go straight to the device (a 26B model need not pass through host memory)
         placement = {"device_map": device} if importlib.util.find_spec("accelerate") else {}
         try:
             model = DiffusionGemmaForBlockDiffusion.from_pretrained(
-                str(path) if looks_like_path else source,
+                name,
+                config=config,
                 dtype=dtype,
                 attn_implementation="sdpa",  # the decoder's window masks are additive 4D masks
                 local_files_only=_hub_offline(),
                 **placement,
             ).to(device)
-        except Exception as error:  # hub, file and config errors all end here: one line for the user
-            text = str(error).strip()
-            first_line = text.splitlines()[0] if text else type(error).__name__
-            raise ModelLoadError(f"{source}: cannot load DiffusionGemma ({first_line})") from None
+        except Exception as error:
+            raise _load_error(source, error) from None
         return cls(model, device)
 
     # ---- what the sampler needs from the checkpoint ----------------------------------------------
@@ -534,6 +547,12 @@ def _masked_attention(
     if groups > 1:  # transformers repeats the key heads when it passes a mask
         keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
     return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
+
+
+def _load_error(source: str, error: Exception) -> ModelLoadError:
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return ModelLoadError(f"{source}: cannot load DiffusionGemma ({first_line})")
 
 
 def _hub_offline() -> bool:
