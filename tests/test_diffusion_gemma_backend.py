@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer
 
 from engine.backends import load_backend
-from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV
+from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV, soft_cap_
 from engine.testing import write_tiny_diffusion_gemma
 from engine.types import ModelLoadError
 
@@ -135,6 +135,14 @@ def test_denoise_matches_transformers_forward(
     theirs = reference_logits(backend, prefix, canvas, hole, self_condition)
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_soft_capping_through_a_sigmoid_equals_tanh() -> None:
+    logits = torch.linspace(-300, 300, 60001)  # zero, the linear part, and both saturated ends
+    exact = torch.tanh(logits.double() / 30) * 30
+    ours = soft_cap_(logits.clone(), 30.0)
+    assert (ours.double() - exact).abs().max() < 1e-5  # measured: 7e-6 (tanh in float32: 2.4e-6)
+    assert ours.abs().max() <= 30
 
 
 @pytest.fixture(scope="module")

@@ -337,9 +337,7 @@ class DiffusionGemmaBackend:
 
         # 3. norm, LM head and soft-capping on the hole slots only
         logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V), a new tensor
-        if self.softcap is not None:
-            logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)
-        return logits
+        return logits if self.softcap is None else soft_cap_(logits, self.softcap)
 
     def _rotary(
         self, rotary_emb: torch.nn.Module, start: int, length: int, like: torch.Tensor
@@ -347,6 +345,13 @@ class DiffusionGemmaBackend:
         """cos and sin (1, length, d) of positions start.. for each layer type."""
         positions = torch.arange(start, start + length, device=self.device)[None]  # (1, length)
         return {kind: rotary_emb(like, positions, kind) for kind in set(self.layer_types)}
+
+
+def soft_cap_(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap), in place, written as 2 cap * sigmoid(2 logits / cap) - cap: equal within the
+    float32 rounding of 2 cap * 0.5 (7e-6 for a cap of 30; tanh's own 2e-6), and 4x faster on the CPU, where
+    tanh over (hole, V) logits costs what the LM head does."""
+    return logits.mul_(2 / cap).sigmoid_().mul_(2 * cap).sub_(cap)
 
 
 # ---- one layer, in transformers' order of operations ------------------------------------------------------
