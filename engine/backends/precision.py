@@ -19,9 +19,14 @@ DTYPE_ENV = "DGEM_INFILL_DTYPE"  # float32 | bfloat16 | auto (the default)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def cpu_matmul_dtype(dim: int, ffn_dim: int, rows: int = 32, repeats: int = 3) -> torch.dtype:
+def cpu_matmul_dtype(dim: int, ffn_dim: int, rows: int = 128, repeats: int = 8) -> torch.dtype:
     """bfloat16 if a bf16 matrix product of a feed-forward shape (dim -> ffn_dim) runs clearly faster here
-    than a float32 one, else float32; timed once at load."""
+    than a float32 one, else float32; timed once at load (3-10 ms on two cores, 30 ms under full load).
+
+    The best of `repeats` of each, interleaved: a busy neighbour delays single products, rarely all of them.
+    128 rows, not fewer: on a small model (256 -> 512) 32-row products are so short that fixed costs hid
+    bf16's gain in 10 of 40 timings on an idle machine (float32 picked); with 128 rows, 0 of 40, idle or
+    under two busy loops."""
     x = torch.full((rows, dim), 0.5)  # (rows, D): speed does not depend on the values
     weight = torch.full((ffn_dim, dim), 0.01)  # (F, D), an FFN projection's shape
     inputs = {dtype: (x.to(dtype), weight.to(dtype)) for dtype in DTYPES.values()}
