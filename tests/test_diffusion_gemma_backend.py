@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer
 
 from engine.backends import load_backend
-from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV
+from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV, soft_cap_
 from engine.testing import write_tiny_diffusion_gemma
 from engine.types import ModelLoadError
 
@@ -24,7 +24,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(model_dir: Path) -> DiffusionGemmaBackend:
-    return DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"))  # CPU: fused projections
+    # float32 whatever this CPU would choose: the exact path, compared with transformers' float32 forward
+    return DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.float32)  # CPU: fused
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,14 @@ def test_denoise_matches_transformers_forward(
     theirs = reference_logits(backend, prefix, canvas, hole, self_condition)
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_soft_capping_through_a_sigmoid_equals_tanh() -> None:
+    logits = torch.linspace(-300, 300, 60001)  # zero, the linear part, and both saturated ends
+    exact = torch.tanh(logits.double() / 30) * 30
+    ours = soft_cap_(logits.clone(), 30.0)
+    assert (ours.double() - exact).abs().max() < 1e-5  # measured: 7e-6 (tanh in float32: 2.4e-6)
+    assert ours.abs().max() <= 30
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +377,62 @@ def test_engine_never_changes_the_clamped_suffix(gemma_engine) -> None:
         gemma_engine.backend.denoise = original
     expected = torch.tensor(gemma_engine.suffix_ids(suffix))
     assert seen_canvases and all(torch.equal(tail[0], expected) for tail in seen_canvases)
+
+
+# ---- precision: the whole model in the timed (or named) dtype ---------------------------------------------
+
+
+def test_auto_dtype_follows_the_timing_and_the_override_wins(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.backends import precision
+
+    cpu = torch.device("cpu")
+    for timed in (torch.bfloat16, torch.float32):
+        monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim, timed=timed: timed)
+        monkeypatch.delenv(precision.DTYPE_ENV, raising=False)
+        assert DiffusionGemmaBackend.load(str(model_dir), cpu).model.dtype == timed
+        other = "float32" if timed == torch.bfloat16 else "bfloat16"
+        monkeypatch.setenv(precision.DTYPE_ENV, other)
+        assert DiffusionGemmaBackend.load(str(model_dir), cpu).model.dtype == precision.DTYPES[other]
+        assert DiffusionGemmaBackend.load(str(model_dir), cpu, "auto").model.dtype == timed
+
+
+def test_bf16_model_runs_whole_in_bf16_and_returns_float32_logits(model_dir: Path) -> None:
+    backend = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), "bfloat16")
+    assert {p.dtype for p in backend.model.parameters()} == {torch.bfloat16}
+    cache = encoded(backend, tokens(23, seed=60))
+    assert cache.kv.layers[0].keys.dtype == torch.bfloat16
+    assert backend.denoise(cache, tokens(12, seed=61)[None], 5).dtype == torch.float32
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_bf16_logits_are_close_to_float32_ones_and_to_transformers_bf16(
+    model_dir: Path, backend: DiffusionGemmaBackend, conditioned: bool
+) -> None:
+    bf16 = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.bfloat16)
+    prefix, canvas = tokens(23, seed=62), torch.stack([tokens(12, seed=63), tokens(12, seed=64)])  # (2, 12)
+    self_condition = torch.randn(2, 5, backend.vocab_size) * 3 if conditioned else None
+    exact = backend.denoise(encoded(backend, prefix), canvas, 5, self_condition)
+    ours = bf16.denoise(encoded(bf16, prefix), canvas, 5, self_condition)
+    theirs = reference_logits(bf16, prefix, canvas, 5, self_condition).float()  # transformers, same bf16 model
+    gap, gap_theirs = (ours - exact).abs().max(), (theirs - exact).abs().max()
+    # measured: 0.011 against a logit spread of 0.11 (transformers' bf16 forward: 0.010), ours to theirs 0.004
+    assert 0 < gap < 0.2 * exact.std()  # nonzero: bf16 really ran
+    assert gap <= 1.5 * gap_theirs  # no further from float32 than transformers' own bf16 forward
+    assert (ours - theirs).abs().max() < 0.5 * gap_theirs
+    # 10 of 10 hole slots
+    assert (ours.argmax(-1) == exact.argmax(-1)).float().mean() >= 0.8
+
+
+def test_compiled_bf16_canvas_pass_is_as_close_to_float32_as_transformers_bf16(
+    model_dir: Path, backend: DiffusionGemmaBackend
+) -> None:
+    """The bench times the compiled pass in the dtype chosen at load: bf16 on a CPU with fast bf16."""
+    bf16 = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.bfloat16)
+    bf16.compiled = True
+    prefix, canvas = tokens(23, seed=65), torch.stack([tokens(12, seed=66)])  # (1, 12)
+    self_condition = torch.randn(1, 5, backend.vocab_size) * 3
+    exact = backend.denoise(encoded(backend, prefix), canvas, 5, self_condition)
+    ours = bf16.denoise(encoded(bf16, prefix), canvas, 5, self_condition)
+    theirs = reference_logits(bf16, prefix, canvas, 5, self_condition).float()
+    gap, gap_theirs = (ours - exact).abs().max(), (theirs - exact).abs().max()
+    assert 0 < gap <= 1.5 * gap_theirs  # measured: 0.014 against transformers' 0.019

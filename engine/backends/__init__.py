@@ -83,8 +83,8 @@ class Backend(Protocol):
 def load_backend(source: str | Path, device: torch.device, model_type: str, dtype: str | None = None) -> Backend:
     """Pick the backend from config.json's model_type; `source` is a model directory or a Hugging Face id.
 
-    `dtype`: float32, bfloat16, or None / auto for the backend's own choice (the native backend's:
-    engine/backends/native.py, `chosen_dtype`)."""
+    `dtype`: float32, bfloat16, or None / auto for the timed choice (engine/backends/precision.py); the native
+    backend runs its matrix products in it, the DiffusionGemma one the whole model."""
     if model_type == "dgem_native":
         from engine.backends.native import NativeBackend
 
@@ -92,6 +92,5 @@ def load_backend(source: str | Path, device: torch.device, model_type: str, dtyp
     if model_type == "diffusion_gemma":
         from engine.backends.diffusion_gemma import DiffusionGemmaBackend
 
-        named = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-        return DiffusionGemmaBackend.load(str(source), device, named.get(dtype or "auto"))
+        return DiffusionGemmaBackend.load(str(source), device, dtype)
     raise ModelLoadError(f"{source}: unknown model_type {model_type!r} in config.json")

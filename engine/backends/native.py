@@ -2,50 +2,20 @@
 
 Precision: on a GPU the whole network runs in bf16. On a CPU the matrix products (linear layers, the tied
 embedding and LM head, attention) run in bf16 where a one-off timing at load finds them clearly faster,
-else in float32; norms and the residual stream stay float32, as under the bf16 autocast the model trained
-with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | auto) overrides the choice.
+else in float32 (engine/backends/precision.py); norms and the residual stream stay float32, as under the
+bf16 autocast the model trained with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | auto) overrides the choice.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from engine.backends.precision import chosen_dtype
 from engine.model_dir import load_state_dict, read_json
 from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
 from engine.types import ModelLoadError
-
-DTYPE_ENV = "DGEM_INFILL_DTYPE"  # float32 | bfloat16 | auto (the default): the CPU matrix products' dtype
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def cpu_matmul_dtype(cfg: NativeConfig, rows: int = 32, repeats: int = 3) -> torch.dtype:
-    """bfloat16 if a bf16 matrix product of the model's FFN shape runs clearly faster here than a float32 one
-    (CPUs with native bf16: AVX512-BF16, AMX), else float32; timed once at load, a few milliseconds."""
-    x = torch.full((rows, cfg.dim), 0.5)  # (rows, D): speed does not depend on the values
-    weight = torch.full((cfg.ffn_dim, cfg.dim), 0.01)  # (F, D), an FFN projection's shape
-    inputs = {dtype: (x.to(dtype), weight.to(dtype)) for dtype in DTYPES.values()}
-    best = dict.fromkeys(inputs, float("inf"))
-    for _ in range(repeats + 1):  # the first round warms up (oneDNN builds its kernels)
-        for dtype, (a, w) in inputs.items():
-            started = time.perf_counter()
-            F.linear(a, w)
-            best[dtype] = min(best[dtype], time.perf_counter() - started)
-    return torch.bfloat16 if best[torch.bfloat16] < 0.8 * best[torch.float32] else torch.float32
-
-
-def chosen_dtype(device: torch.device, cfg: NativeConfig, dtype: str | None = None) -> torch.dtype:
-    """`dtype` (or $DGEM_INFILL_DTYPE): float32, bfloat16 or auto; auto is bf16 on GPUs, timed on CPUs."""
-    name = (dtype or os.environ.get(DTYPE_ENV) or "auto").strip().lower()
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else cpu_matmul_dtype(cfg)
-    if name not in DTYPES:
-        raise ModelLoadError(f"dtype {name!r} (${DTYPE_ENV} or the caller): expected float32, bfloat16 or auto")
-    return DTYPES[name]
 
 
 class NativeBackend:
@@ -73,7 +43,7 @@ class NativeBackend:
                 f"{model_dir}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         model = model.to(device).eval()
-        matmuls = chosen_dtype(device, cfg, dtype)
+        matmuls = chosen_dtype(device, cfg.dim, cfg.ffn_dim, dtype)
         if device.type == "cuda":
             return cls(model.to(dtype=matmuls), device)  # the whole network, norms and residual stream too
         # on CPUs only the matrix products: bf16 ones are 2-4x faster where the CPU has native bf16 (and

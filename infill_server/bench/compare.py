@@ -33,11 +33,13 @@ _fresh = itertools.count()
 def versus_reference(engine: Engine, prefix: str, budget: Budget, compiled: bool = True) -> dict:
     """Fill one canvas after `prefix` both ways; the checkpoint's sampler runs exactly max_steps steps.
 
-    Both sides use one module object, the same prefix ids, the same steps (counted: the decoder passes of
-    generate(), the refinements of the engine) and output length (reported); generate() is given token ids,
-    the engine text (its tokenising is timed). Cold: a new document, so the engine encodes the prefix, as
-    generate() does on every call; warm: the engine's prefix cache holds it. generate() runs as a user calls
-    it: its default dynamic cache, which leaves it uncompiled.
+    Both sides use one module object, so the same checkpoint in the same dtype (the engine's choice at load:
+    bf16 on a CPU with fast bf16 matrix products, see engine/backends/precision.py; reported as `dtype`), the
+    same prefix ids, the same steps (counted: the decoder passes of generate(), the refinements of the engine)
+    and output length (reported); generate() is given token ids, the engine text (its tokenising is timed).
+    Cold: a new document, so the engine encodes the prefix, as generate() does on every call; warm: the
+    engine's prefix cache holds it. generate() runs as a user calls it: its default dynamic cache, which
+    leaves it uncompiled.
 
     The engine runs as shipped (eager; `speedup_cold` is the headline) and, where the backend has the switch,
     with its canvas pass under torch.compile (`compiled_*`: the same arithmetic, fused element-wise work; the
@@ -101,6 +103,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, compiled: bool
         if switchable:
             backend.compiled = was_compiled
     result = {
+        "dtype": str(model.dtype).removeprefix("torch."),  # generate()'s and the engine's: one module
         "prefix_tokens": ids.shape[1],
         "canvas_tokens": canvas,
         "steps": {"reference": reference_steps, "engine": our_steps},  # decoder passes of each

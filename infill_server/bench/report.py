@@ -36,6 +36,7 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
             for dtype, v in by_dtype.items() if isinstance(v, dict)) + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})")
     ref = results["vs_reference"]
     print(f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
+          f"{ref.get('dtype', 'float32')} both, "
           f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "
           f"(x{ref['speedup_cold']:.2f}), warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})")
     if "speedup_compiled_cold" in ref:

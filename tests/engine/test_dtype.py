@@ -1,5 +1,5 @@
 """bf16 matrix products on a CPU (engine/backends/native.py): what stays float32, how close the logits stay
-to float32's, and how the dtype is chosen (the override, the timing at load)."""
+to float32's, and how the dtype is chosen (engine/backends/precision.py: the override, the timing at load)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from engine import Engine
-from engine.backends import native
-from engine.backends.native import DTYPE_ENV, NativeBackend, cpu_matmul_dtype
-from engine.native import NativeConfig, RMSNorm
+from engine.backends import precision
+from engine.backends.native import NativeBackend
+from engine.backends.precision import DTYPE_ENV, cpu_matmul_dtype
+from engine.native import RMSNorm
 from engine.types import ModelLoadError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_the_override_forces_either_dtype_whatever_the_timing_says(
     tiny_model_dir: Path, monkeypatch, name: str, dtype: torch.dtype
 ) -> None:
     other = torch.float32 if dtype == torch.bfloat16 else torch.bfloat16
-    monkeypatch.setattr(native, "cpu_matmul_dtype", lambda cfg: other)
+    monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim: other)
     assert NativeBackend.load(tiny_model_dir, torch.device("cpu"), name).dtype == dtype
     monkeypatch.setenv(DTYPE_ENV, name)
     assert Engine.load(tiny_model_dir, device="cpu").info.dtype == name
@@ -82,15 +83,18 @@ def test_the_timing_picks_bf16_only_when_clearly_faster(monkeypatch, bf16_second
     def linear(a: torch.Tensor, w: torch.Tensor) -> None:
         clock[0] += first.pop(a.dtype, cost[a.dtype])
 
-    monkeypatch.setattr(native, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    monkeypatch.setattr(native, "F", SimpleNamespace(linear=linear))
-    assert cpu_matmul_dtype(NativeConfig(dim=8, ffn_dim=16)) == expected
+    monkeypatch.setattr(precision, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(precision, "F", SimpleNamespace(linear=linear))
+    assert cpu_matmul_dtype(8, 16) == expected
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN's x86 ISA switch")
 def test_a_cpu_without_native_bf16_stays_float32() -> None:
     # oneDNN held to AVX2, as on a laptop without AVX512-BF16 or AMX: bf16 products are emulated, ~4x slower
-    code = "from engine.backends.native import cpu_matmul_dtype as t; from engine.native import NativeConfig as C; print(t(C()))"
+    code = (
+        "from engine.backends.precision import cpu_matmul_dtype as t; from engine.native import NativeConfig as C; "
+        "c = C(); print(t(c.dim, c.ffn_dim))"
+    )
     env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -93,6 +93,23 @@ def test_entropy_of_uniform_and_peaked_rows() -> None:
     assert entropy(peaked([2], [1 - 1e-6])[0]).item() < 1e-4
 
 
+def test_entropy_equals_minus_sum_p_log_p_on_tempered_soft_capped_logits() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # the sampler's inputs: soft-capped logits (|x| <= 30) over a temperature of 0.4, some rows near one-hot
+    logits = torch.tanh(torch.randn(4, 16, 4096, generator=generator) * 2) * 30 / 0.4  # (4, 16, V)
+    logits[:, :4, 7] += 200  # certain
+    logits[:, 4:8] *= 0.05  # entropies near the bound and the stopping threshold
+    logits[:, 4:8, 7] += torch.tensor([14.0, 16.0, 18.0, 20.0])  # one boost a row
+    logp = torch.log_softmax(logits.double(), -1)
+    exact = -(logp.exp() * logp).sum(-1)  # (4, 16) in float64
+    # certain, spread-out, and in between (where the entropy bound and the stopping threshold read it)
+    assert exact.min() < 1e-6 and exact.max() > 5 and ((exact > 1e-3) & (exact < 0.5)).sum() >= 4
+    ours = entropy(logits)
+    assert ours.dtype == torch.float32 and ours.min() >= 0
+    # measured: 6e-5 nats at most (-sum(p log p) in float32: 3e-6), against a bound of 0.1 and a threshold of 0.005
+    torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=2e-4)
+
+
 def test_entropy_bound_accepts_low_entropy_tokens_whose_sum_stays_under_the_bound() -> None:
     sampler = EntropyBoundAccept(GenerationDefaults(entropy_bound=0.1), V, 8, torch.Generator().manual_seed(0))
     # entropies 0.02, 0.05, 0.06, 1.5: sorted cumsum minus the current = 0, 0.02, 0.07, 0.13

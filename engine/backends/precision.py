@@ -1,0 +1,50 @@
+"""The matrix products' dtype on a CPU: bf16 where this CPU runs bf16 products clearly faster, else float32.
+
+CPUs with native bf16 (AVX512-BF16, AMX) run a bf16 matrix product 2-4x faster than a float32 one; without
+it oneDNN emulates bf16 and is slower. Which one a CPU is, a timing at load tells (a few milliseconds).
+$DGEM_INFILL_DTYPE (float32 | bfloat16 | auto) overrides the choice for every backend.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from engine.types import ModelLoadError
+
+DTYPE_ENV = "DGEM_INFILL_DTYPE"  # float32 | bfloat16 | auto (the default)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cpu_matmul_dtype(dim: int, ffn_dim: int, rows: int = 128, repeats: int = 8) -> torch.dtype:
+    """bfloat16 if a bf16 matrix product of a feed-forward shape (dim -> ffn_dim) runs clearly faster here
+    than a float32 one, else float32; timed once at load (3-10 ms on two cores, 30 ms under full load).
+
+    The best of `repeats` of each, interleaved: a busy neighbour delays single products, rarely all of them.
+    128 rows, not fewer: on a small model (256 -> 512) 32-row products are so short that fixed costs hid
+    bf16's gain in 10 of 40 timings on an idle machine (float32 picked); with 128 rows, 0 of 40, idle or
+    under two busy loops."""
+    x = torch.full((rows, dim), 0.5)  # (rows, D): speed does not depend on the values
+    weight = torch.full((ffn_dim, dim), 0.01)  # (F, D), an FFN projection's shape
+    inputs = {dtype: (x.to(dtype), weight.to(dtype)) for dtype in DTYPES.values()}
+    best = dict.fromkeys(inputs, float("inf"))
+    for _ in range(repeats + 1):  # the first round warms up (oneDNN builds its kernels)
+        for dtype, (a, w) in inputs.items():
+            started = time.perf_counter()
+            F.linear(a, w)
+            best[dtype] = min(best[dtype], time.perf_counter() - started)
+    return torch.bfloat16 if best[torch.bfloat16] < 0.8 * best[torch.float32] else torch.float32
+
+
+def chosen_dtype(device: torch.device, dim: int, ffn_dim: int, dtype: str | None = None) -> torch.dtype:
+    """`dtype` (or $DGEM_INFILL_DTYPE): float32, bfloat16 or auto; auto is bf16 on GPUs, timed on CPUs
+    with the model's feed-forward shape."""
+    name = (dtype or os.environ.get(DTYPE_ENV) or "auto").strip().lower()
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else cpu_matmul_dtype(dim, ffn_dim)
+    if name not in DTYPES:
+        raise ModelLoadError(f"dtype {name!r} (${DTYPE_ENV} or the caller): expected float32, bfloat16 or auto")
+    return DTYPES[name]
