@@ -62,7 +62,7 @@ class Plan:
             return cls((256,), (256,), ("cold", "warm", "keystroke"), tiny, tiny, tiny, tiny, "tiny", 2, True,
                        accuracy_holes or 0, compiled_reference=False)
         if quick:
-            return cls((1024,), (1024,), ("cold", "warm", "keystroke"), Budget(3, 7, 10.0), Budget(2, 3, 10.0),
+            return cls((1024,), (1024,), ("cold", "warm", "keystroke"), Budget(3, 7, 10.0), Budget(5, 9, 10.0),
                        Budget(3, 7, 1.5), Budget(2, 4, 10.0), "small", 8, False, accuracy_holes or 0)
         return cls((256, 1024, 4096), (256, 1024, 4096), ("cold", "warm", "keystroke"), Budget(5, 11, 12.0),
                    Budget(3, 5, 15.0), Budget(5, 11, 3.0), Budget(5, 9, 40.0), "small", 8, True,
