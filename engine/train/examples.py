@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from engine.train.tokenizer import BOS, PAD
 
+SPARE_DRAWS = ("uniform", "short-and-wide", "short")
 HOLE_KINDS = {"line": 0.35, "lines": 0.25, "short": 0.20, "span": 0.15, "empty": 0.05}
 
 
@@ -35,7 +36,7 @@ class Layout:
     hole_slots: int = 128  # S never exceeds this
     suffix_tokens: int = 64
     true_length_share: float = 0.3  # examples whose hole has exactly the middle's length
-    spare_draw: str = "uniform"  # or "short-and-wide": measured in session 4 and not kept (spare_slots)
+    spare_draw: str = "uniform"  # one of SPARE_DRAWS, see spare_slots
     prefix_chars: int = 3072  # text cut before tokenising; ~2.8 chars/token in code leaves > 511 tokens
     suffix_chars: int = 768
 
@@ -115,16 +116,19 @@ def cut_hole(text: str, kind: str, rng: random.Random) -> tuple[int, int]:
 
 
 def spare_slots(m: int, layout: Layout, rng: random.Random) -> int:
-    """How many <pad> slots follow a middle of m tokens: uniform in 1..max(16, m). The alternative,
-    half log-uniform (a few spare slots, as a probed single line gets) and half uniform up to 64, was
-    trained for 16 minutes in session 4: single-line unknown length improved (12.2 -> 15.6% exact) but
-    the probed single line did not (16.7 -> 15.6%) and multi-line fills collapsed (edit similarity 0.262
-    -> 0.149, and 0.319 -> 0.184 even at true length): more pads in training, likely committed early."""
+    """How many <pad> slots follow a middle of m tokens (`Layout.spare_draw`):
+    - "uniform" (the recipe): uniform in 1..max(16, m).
+    - "short-and-wide": half log-uniform in 1..max(16, m), so that the 1-3 spare slots a probed single line
+      gets are common, half uniform up to max(64, m). Trained for 16 minutes in session 4: single-line
+      unknown length improved (12.2 -> 15.6% exact), the probed single line did not (16.7 -> 15.6%) and
+      multi-line fills collapsed (edit similarity 0.262 -> 0.149; 0.319 -> 0.184 even at true length).
+    - "short": half log-uniform, half uniform, both in 1..max(16, m): the short runs without the wide half
+      (the likelier cause of the collapse: many more pads per example). Not trained yet."""
     if layout.spare_draw == "uniform":
         return rng.randint(1, max(16, m))
     if rng.random() < 0.5:
         return int(math.exp(rng.uniform(0.0, math.log(max(16, m) + 1))))
-    return rng.randint(1, max(64, m))
+    return rng.randint(1, max(64 if layout.spare_draw == "short-and-wide" else 16, m))
 
 
 def _fit_middle(tok: Tokenizer, middle: str, suffix: str, limit: int) -> tuple[list[int], list[int]]:

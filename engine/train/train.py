@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from engine.native import NativeConfig, NativeModel
 from engine.train.corpus import load_split
-from engine.train.examples import FimStream, Layout, Texts, fixed_batches
+from engine.train.examples import SPARE_DRAWS, FimStream, Layout, Texts, fixed_batches
 from engine.train.heldout import held_out_losses
 from engine.train.objective import draw_noise, losses, use_table_rotary
 from engine.train.quantize import dequantize_int8, load_sharded
@@ -117,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--min-lr-frac", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument("--spare-draw", choices=SPARE_DRAWS, default=Layout().spare_draw,
+                        help="how many spare <pad> slots follow a middle (engine/train/examples.py, spare_slots)")
     parser.add_argument("--decay-frac", type=float, default=0.3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--ar-weight", type=float, default=0.5, help="weight of the prefix next-token loss")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(args.seed)
-    layout = Layout()
+    layout = Layout(spare_draw=args.spare_draw)
 
     model = build_model(args, device)
     decay = [p for p in model.parameters() if p.dim() >= 2]

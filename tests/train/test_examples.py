@@ -25,3 +25,9 @@ def test_short_and_wide_draw_makes_short_runs_common_and_reaches_64() -> None:
     values = draws(layout, 5)
     assert sum(v <= 2 for v in values) / len(values) > 0.15  # uniform 1..16 gives 0.125
     assert max(values) == 64 and min(values) == 1
+
+
+def test_short_draw_keeps_the_uniform_range() -> None:
+    values = draws(dataclasses.replace(Layout(), spare_draw="short"), 5)
+    assert sum(v <= 2 for v in values) / len(values) > 0.15
+    assert min(values) == 1 and max(values) == 16
