@@ -92,10 +92,20 @@ class Attention(nn.Module):
         """x (B, T, D) -> q, k, v (B, H, T, E), normed and rotated."""
         B, T, _ = x.shape
         qkv = self.qkv(x.to(self.qkv.weight.dtype))  # (B, T, 3D)
-        q, k, v = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q = apply_rotary(self.q_norm(q), cos, sin)
-        k = apply_rotary(self.k_norm(k), cos, sin)
-        return q.type_as(v), k.type_as(v), v  # attention runs in the matrix products' dtype
+        qkv = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, E)
+        # q and k normed and rotated as one tensor: half the small operations, each one costly on a CPU
+        qk = qkv[:2].to(self.q_norm.weight.dtype)  # (2, B, H, T, E), contiguous
+        scale = torch.stack((self.q_norm.weight, self.k_norm.weight))[:, None, None, None]  # (2, 1, 1, 1, E)
+        qk = F.rms_norm(qk, (self.head_dim,), None, self.q_norm.eps) * scale
+        q, k = apply_rotary(qk, cos, sin).to(qkv.dtype)  # attention runs in the matrix products' dtype
+        return q, k, qkv[2]
+
+    def attend(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, **options: object
+    ) -> torch.Tensor:
+        """Attention of q (B, H, T, E) over keys, values (B, H, K, E) -> (B, H, T, E); `options` as
+        F.scaled_dot_product_attention's (a CPU backend swaps in its own kernel, engine/backends/cpu_kernels.py)."""
+        return F.scaled_dot_product_attention(q, keys, values, **options)  # type: ignore[arg-type]
 
     def merge(self, y: torch.Tensor) -> torch.Tensor:
         B, _, T, _ = y.shape
@@ -268,7 +278,11 @@ class NativeModel(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied LM head: hidden (..., D) -> (..., V), in the matrix products' dtype."""
-        return F.linear(self.norm(hidden).to(self.embed.weight.dtype), self.embed.weight)
+        return self.project_vocab(self.norm(hidden).to(self.embed.weight.dtype))
+
+    def project_vocab(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) in the matrix products' dtype -> (..., V): the tied embedding as the LM head."""
+        return F.linear(hidden, self.embed.weight)
 
     # ---- inference: prefix cache + canvas -------------------------------------------------------
 
@@ -292,7 +306,7 @@ class NativeModel(nn.Module):
             kv.k[:, :, start : start + T] = k
             kv.v[:, :, start : start + T] = v
             keys, values = kv.k[:, :, : start + T], kv.v[:, :, : start + T]
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None)
+            y = block.attn.attend(q, keys, values, attn_mask=mask, is_causal=mask is None)
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
             kv.length = start + T
@@ -360,7 +374,7 @@ class NativeModel(nn.Module):
                 values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
             if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: wanted slots only
                 q, x = q[:, :, queries], x[:, queries]
-            y = F.scaled_dot_product_attention(q, keys, values)
+            y = block.attn.attend(q, keys, values)
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
         if fresh_hole_kv or active is not None:  # every slot whose input changed was run: the keys are current

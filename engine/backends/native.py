@@ -4,14 +4,18 @@ Precision: on a GPU the whole network runs in bf16. On a CPU the matrix products
 embedding and LM head, attention) run in bf16 where a one-off timing at load finds them clearly faster,
 else in float32 (engine/backends/precision.py); norms and the residual stream stay float32, as under the
 bf16 autocast the model trained with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | auto) overrides the choice.
+On a CPU the denoising passes run between their products on one thread, with bf16 weights packed for oneDNN
+(engine/backends/cpu_kernels.py).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
 
+from engine.backends.cpu_kernels import one_thread_between_products, use_cpu_kernels
 from engine.backends.precision import chosen_dtype
 from engine.model_dir import load_state_dict, read_json
 from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
@@ -48,7 +52,9 @@ class NativeBackend:
             return cls(model.to(dtype=matmuls), device)  # the whole network, norms and residual stream too
         # on CPUs only the matrix products: bf16 ones are 2-4x faster where the CPU has native bf16 (and
         # slower where it has not); the float32 residual stream and norms keep what bf16 autocast kept
-        return cls(model.matmuls_in(matmuls), device)
+        model = model.matmuls_in(matmuls)
+        use_cpu_kernels(model)
+        return cls(model, device)
 
     def new_cache(self) -> NativeKV:
         return NativeKV(self.model.cfg, self.device, self.dtype)
@@ -74,4 +80,10 @@ class NativeBackend:
     ) -> torch.Tensor:
         # the native network has no self-conditioning input
         rows = None if rows is None else rows.to(self.device)
-        return self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache).float()
+        with self._between_products():
+            logits = self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache)
+        return logits.float()
+
+    def _between_products(self) -> AbstractContextManager[None]:
+        """One thread between the products on a CPU (where waking sleeping threads costs more than it gains)."""
+        return one_thread_between_products() if self.device.type == "cpu" else nullcontext()

@@ -1,0 +1,124 @@
+"""Faster CPU kernels for the native network's denoising passes: products on every core, the rest on one.
+
+Two things make a warm multi-line step slow on a small CPU (docs/BENCHMARKS.md, session 5):
+- With OMP_WAIT_POLICY=PASSIVE (the service's setting) every parallel region wakes sleeping threads, and
+  torch parallelises any element-wise operation over 32K elements: the ~30 norms, casts and products
+  between a layer's matrix products each paid that wake-up (a step's (64, 1024) SiLU took 60 us). Between
+  the products the pass now runs on one thread; the products and attention get the caller's threads.
+- oneDNN re-lays out a bf16 weight at every product; packed once at load, the same products are 10-30%
+  faster and bit-identical. The SwiGLU's SiLU and product ride on its two products (one bf16 rounding
+  less than the separate operations: bf16 noise).
+
+`use_cpu_kernels` swaps these in by replacing the `forward` of the network's linear layers and SwiGLUs, and
+`Attention.attend` / `NativeModel.project_vocab`, per instance: parameters and state_dict are unchanged.
+The packed copies are taken at load: the backend never changes weights after it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from engine.native import NativeModel, SwiGLU
+
+ROWS_HINT = 64  # oneDNN picks the packed layout for about this many rows: a multi-line hole
+
+_threads = threading.local()  # OpenMP's thread count is per calling thread, and so is this
+
+
+@contextmanager
+def one_thread_between_products() -> Iterator[None]:
+    """Run the enclosed work on one thread, except the kernels wrapped by `all_threads`."""
+    threads = torch.get_num_threads()
+    if threads == 1 or getattr(_threads, "saved", None) is not None:
+        yield
+        return
+    _threads.saved = threads
+    torch.set_num_threads(1)  # thread-local and ~0.1 us: cheap enough around every product
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        _threads.saved = None
+
+
+def all_threads(kernel: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`kernel` with the caller's threads inside `one_thread_between_products`; unchanged outside it."""
+
+    def run(*args: object, **kwargs: object) -> torch.Tensor:
+        threads = getattr(_threads, "saved", None)
+        if threads is None:
+            return kernel(*args, **kwargs)
+        torch.set_num_threads(threads)
+        try:
+            return kernel(*args, **kwargs)
+        finally:
+            torch.set_num_threads(1)
+
+    return run
+
+
+def packing_works(dtype: torch.dtype) -> bool:
+    """oneDNN packs bf16 weights on this build and CPU, and its product matches F.linear's."""
+    if dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        x = torch.linspace(-1, 1, 3 * 32).view(3, 32).to(dtype)  # (rows, in)
+        weight = torch.linspace(-1, 1, 16 * 32).view(16, 32).to(dtype)  # (out, in)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, ROWS_HINT)
+        got = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        return torch.allclose(got.float(), F.linear(x, weight).float(), rtol=1e-2, atol=1e-2)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+class PackedProduct:
+    """x (..., in) -> x @ weight.T (..., out) with the weight packed once in oneDNN's layout; `unary` is a
+    post-op fused into the product ("none" or "swish")."""
+
+    def __init__(self, weight: torch.Tensor, unary: str = "none"):
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), ROWS_HINT)
+        self.unary = unary
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, None, self.unary, [], "")
+
+    def times(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """(x @ weight.T) * other, the product fused into the matrix product."""
+        return torch.ops.mkldnn._linear_pointwise.binary(x.contiguous(), other, self.packed, None, "mul")
+
+
+class PackedSwiGLU:
+    """SwiGLU.forward with the gate's SiLU and the gate * up product fused into their matrix products."""
+
+    def __init__(self, ffn: SwiGLU):
+        gate, up = ffn.gate_up.weight.detach().chunk(2, dim=0)  # (F, D) each, as forward's chunk splits them
+        self.dtype = ffn.gate_up.weight.dtype
+        self.gate = PackedProduct(gate, "swish")
+        self.up = PackedProduct(up)
+        self.down = PackedProduct(ffn.down.weight)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        return self.down(self.up.times(x, self.gate(x)))
+
+
+def use_cpu_kernels(model: NativeModel) -> bool:
+    """Swap in the kernels above; True if the products are packed (bf16 weights oneDNN can pack), False if
+    only the threads are split (the products stay F.linear)."""
+    packed = packing_works(model.embed.weight.dtype)
+
+    def product(weight: torch.Tensor, eager: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        return all_threads(PackedProduct(weight) if packed else eager)
+
+    for block in model.blocks:
+        for linear in (block.attn.qkv, block.attn.out):
+            linear.forward = product(linear.weight, linear.forward)
+        block.ffn.forward = all_threads(PackedSwiGLU(block.ffn) if packed else block.ffn.forward)
+        block.attn.attend = all_threads(block.attn.attend)
+    model.project_vocab = product(model.embed.weight, model.project_vocab)
+    return packed

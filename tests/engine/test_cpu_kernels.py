@@ -1,0 +1,65 @@
+"""The CPU kernels of the native network (engine/backends/cpu_kernels.py): the same logits within bf16 noise,
+the same parameters, and the caller's thread count for the products only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import Engine
+from engine.backends.cpu_kernels import all_threads, one_thread_between_products, packing_works
+from engine.native import NativeModel
+
+
+def eager_copy(model: NativeModel) -> NativeModel:
+    """The same weights without the swapped-in kernels."""
+    eager = NativeModel(model.cfg)
+    eager.load_state_dict(model.state_dict())
+    return eager.matmuls_in(model.embed.weight.dtype).eval()
+
+
+def canvas_pass(engine: Engine, model: NativeModel) -> torch.Tensor:
+    """A full pass of `model` over a half-masked hole after a short prefix -> logits (1, hole, V)."""
+    cache = engine.backend.new_cache()
+    model.extend(cache, torch.tensor(engine.prefix_ids("def add(a, b):\n    return ")), 0)
+    mask = engine.tokenizer.special.mask
+    hole = engine.tokenizer.encode("a +") + [mask] * 4
+    canvas = torch.tensor([hole + engine.tokenizer.encode("\n\nprint(add(1, 2))\n")])  # (1, C)
+    return model.denoise(cache, canvas, len(hole)).float()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_kernels_give_the_eager_logits_within_bf16_noise(tiny_model_dir: Path, dtype: str) -> None:
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
+    model = engine.backend.model
+    fast, eager = canvas_pass(engine, model), canvas_pass(engine, eager_copy(model))
+    # bf16: the SwiGLU's fused SiLU and product skip one bf16 rounding; float32 products are F.linear's own
+    tolerance = {"rtol": 1.6e-2, "atol": 1e-3} if dtype == "bfloat16" else {"rtol": 0, "atol": 0}
+    torch.testing.assert_close(fast, eager, **tolerance)
+
+
+def test_the_kernels_leave_parameters_and_state_dict_as_they_were(tiny_model_dir: Path) -> None:
+    model = Engine.load(tiny_model_dir, device="cpu", dtype="bfloat16").backend.model
+    eager = eager_copy(model)
+    assert model.state_dict().keys() == eager.state_dict().keys()
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in eager.parameters())
+
+
+def test_only_bf16_weights_are_packed() -> None:
+    assert not packing_works(torch.float32)
+
+
+def test_products_get_the_callers_threads_and_the_rest_one() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        count = all_threads(torch.get_num_threads)
+        with one_thread_between_products():
+            inside = torch.get_num_threads()
+            in_product = count()
+            assert torch.get_num_threads() == 1  # back to one after the product
+        assert (inside, in_product, torch.get_num_threads(), count()) == (1, 2, 2, 2)
+    finally:
+        torch.set_num_threads(before)
