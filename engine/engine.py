@@ -168,6 +168,7 @@ class Engine:
             independent_rows=independent_rows,
             # kept hole keys save work only where the pass knows which slots' logits are read
             masked_rows_only=self.defaults.masked_rows_only or self.defaults.hole_refresh_steps != 1,
+            inner_pads=self.defaults.inner_pads,
         )
 
     # ---- filling ----------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class GenerationDefaults:
     # and the steps between full hole passes run only the still-masked slots and those just committed (keys
     # that lag); the whole hole runs every this many steps (1: every step, exact; 0: only in the first pass)
     hole_refresh_steps: int = 1
+    # mask noise: pads may also be committed left of committed text, not only from the hole's right end
+    # (ConfidenceCommit); for models trained with pad runs inside the middle (examples.place_pads)
+    inner_pads: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -59,10 +59,14 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return (x.logsumexp(-1) - torch.linalg.vecdot(x.softmax(-1), x)).clamp_(min=0)
 
 
+def right_run(flags: torch.Tensor) -> torch.Tensor:
+    """bool (B, S) -> bool (B, S): True where this slot's flag and every flag to its right is True."""
+    return flags.int().flip(-1).cumprod(-1).flip(-1).bool()
+
+
 def right_pad_run(tokens: torch.Tensor, pad: int) -> torch.Tensor:
     """(B, S) -> bool (B, S): True where this slot and every slot to its right is pad."""
-    is_pad = (tokens == pad).int()
-    return is_pad.flip(-1).cumprod(-1).flip(-1).bool()
+    return right_run(tokens == pad)
 
 
 def fill_score(tokens: torch.Tensor, scores: torch.Tensor, pad: int) -> torch.Tensor:
@@ -97,6 +101,7 @@ class ConfidenceCommit:
         commit_confidence: float = 1.0,
         independent_rows: bool = False,
         masked_rows_only: bool = False,
+        inner_pads: bool = False,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -106,6 +111,7 @@ class ConfidenceCommit:
         self.commit_confidence = commit_confidence  # any slot this certain is committed, beyond k
         self.independent_rows = independent_rows
         self.masked_rows_only = masked_rows_only
+        self.inner_pads = inner_pads
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -154,7 +160,10 @@ class ConfidenceCommit:
         confidence = self._spread(confidence, rows, unread)
         free = ~state.committed
         guess = torch.where(state.committed, state.tokens, token)
-        pad_ok = right_pad_run(guess, self.pad)  # a pad may only extend the run at the right end
+        if self.inner_pads:  # a pad may extend a pad run or sit left of committed text
+            pad_ok = right_run(state.committed | (guess == self.pad))
+        else:  # a pad may only extend the run at the right end
+            pad_ok = right_pad_run(guess, self.pad)
         eligible = free & ((token != self.pad) | pad_ok)
         last_step = state.step + 1 >= self.max_steps
 

@@ -37,6 +37,8 @@ class Layout:
     suffix_tokens: int = 64
     true_length_share: float = 0.3  # examples whose hole has exactly the middle's length
     spare_draw: str = "uniform"  # one of SPARE_DRAWS, see spare_slots
+    # examples with spare slots whose pad run sits inside the middle (see place_pads) rather than after it
+    inner_pad_share: float = 0.0
     prefix_chars: int = 3072  # text cut before tokenising; ~2.8 chars/token in code leaves > 511 tokens
     suffix_chars: int = 768
 
@@ -131,6 +133,21 @@ def spare_slots(m: int, layout: Layout, rng: random.Random) -> int:
     return rng.randint(1, max(64 if layout.spare_draw == "short-and-wide" else 16, m))
 
 
+def place_pads(middle: list[int], slots: int, layout: Layout, rng: random.Random) -> list[int]:
+    """The hole's clean tokens: the middle and its spare <pad> slots, at the end (the recipe) or, in
+    `inner_pad_share` of the examples with spare slots, as one run between two middle tokens.
+
+    Why inside: with a few spare slots the model anchors the middle's last tokens (a line's `;`) against the
+    suffix and then has to write text into the gap left of them (`platform;` -> `platform.;`, session 5).
+    A model that has seen pad runs inside a middle can fill such a gap with pads, which the text drops
+    (the sampler's `inner_pads`)."""
+    spare = slots - len(middle)
+    if spare <= 0 or len(middle) < 2 or rng.random() >= layout.inner_pad_share:
+        return middle + [PAD] * spare
+    split = rng.randint(1, len(middle) - 1)  # both ends stay anchored: to the prefix and to the suffix
+    return middle[:split] + [PAD] * spare + middle[split:]
+
+
 def _fit_middle(tok: Tokenizer, middle: str, suffix: str, limit: int) -> tuple[list[int], list[int]]:
     """Shorten an over-long middle (the cut-off part joins the suffix); returns (middle, suffix) ids."""
     while True:
@@ -166,7 +183,7 @@ def pack(
         extra = 0 if rng.random() < layout.true_length_share else spare_slots(m, layout, rng)
         S = max(1, min(m + extra, layout.hole_slots))
         head = suf[: layout.suffix_tokens]
-        canvas[b, :m] = mid
+        canvas[b, :S] = place_pads(mid, S, layout, rng)
         canvas[b, S : S + len(head)] = head
         hole[b], canvas_len[b], middle_len[b] = S, S + len(head), m
     return Batch(*(torch.from_numpy(a) for a in (prefix, canvas, hole, canvas_len, middle_len)))

@@ -66,6 +66,26 @@ def test_a_pad_in_the_middle_is_never_committed_ahead_of_text() -> None:
     assert state.committed.sum() == 1
 
 
+def test_inner_pads_close_a_gap_left_of_committed_text_only() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 3, 0.0, torch.Generator().manual_seed(0), inner_pads=True)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    # slot 1 wants a pad while slots 2-3 are free: as without inner pads, it waits for them
+    state = sampler.update(state, peaked([5, PAD, 6, 7], [0.9, 0.99, 0.3, 0.95]))
+    assert state.committed.tolist() == [[True, False, False, True]]
+    # slot 3 (the text the suffix anchored) is committed: a pad run may now grow left of it
+    state = sampler.update(state, peaked([5, PAD, PAD, 7], [0.9, 0.99, 0.98, 0.95]))
+    assert state.step < sampler.max_steps, "committed by the rule, not by the last step, which takes every slot"
+    assert state.committed.all() and state.tokens.tolist() == [[5, PAD, PAD, 7]]
+
+
+def test_without_inner_pads_a_gap_left_of_committed_text_gets_text() -> None:
+    sampler = commit_sampler(steps=3)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, PAD, 6, 7], [0.9, 0.99, 0.3, 0.95]))
+    state = sampler.update(state, peaked([5, PAD, PAD, 7], [0.9, 0.99, 0.98, 0.95]))
+    assert not (state.committed & (state.tokens == PAD)).any()
+
+
 def test_trailing_pads_are_committed_together_when_certain() -> None:
     sampler = commit_sampler(steps=4)
     state = sampler.start(1, 5, torch.device("cpu"))
