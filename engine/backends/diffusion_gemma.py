@@ -22,8 +22,7 @@ cost on a CPU (measured, with the bench's reference checkpoint: see `infill_serv
 4. self-conditioning: the signal of the hole slots comes from (B, hole, V) logits (forward() wants
    (B, C, V) and a (C, V) x (V, D) product, as large as a second LM head over the canvas); the first step's
    signal is zero, so its feed-forward block (which maps zero to zero) is skipped;
-5. on the CPU, fewer and larger matrix products (`_Layer`), and where the layers allow it, few operations
-   besides them too (`FusedLayer`, diffusion_gemma_fused.py): on a 64-token canvas each product is small, and
+5. on the CPU, fewer and larger matrix products (`_Layer`): on a 64-token canvas each product is small, and
    with two threads on a busy machine every parallel operation can wait a scheduler slice for its second
    thread, so the count of products matters more than their size;
 6. the rotary tables of a fill's canvas are made once, not at every step;
@@ -46,12 +45,6 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import apply_rotary_pos_emb
 
-from engine.backends.diffusion_gemma_fused import (
-    DENSE_EXPERTS_MAX_ROWS,
-    FusedLayer,
-    normalized,
-    rotary_tables,
-)
 from engine.backends.precision import chosen_dtype
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
@@ -118,7 +111,6 @@ class DiffusionGemmaBackend:
         device: torch.device,
         fuse: bool | None = None,
         compiled: bool = False,
-        fused_layers: bool | None = None,
     ):
         """fuse: concatenate projection weights so that one matrix product does the work of several (default:
         on the CPU, where a small model's many small products dominate, above all when the two cores are
@@ -127,11 +119,7 @@ class DiffusionGemmaBackend:
         compiled: run the canvas pass (embedding to soft-capped logits) through torch.compile, which fuses
         the norms, rotary and activations between the same matrix products (logits within ~1e-6 of the eager
         ones). Off by default: the first step of each new shape compiles for seconds (4-25 s on two CPU
-        cores), too long for an editor's first fill; it can be switched per call through `self.compiled`.
-
-        fused_layers: run the layers as `FusedLayer` (diffusion_gemma_fused.py: the same sums in a third of the
-        operations; default: with `fuse`, where every layer is of a kind it covers); else step by step through
-        transformers' submodules (`_Layer`)."""
+        cores), too long for an editor's first fill; it can be switched per call through `self.compiled`."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
@@ -144,16 +132,8 @@ class DiffusionGemmaBackend:
         self.decoder = model.model.decoder
         fuse = device.type == "cpu" if fuse is None else fuse
         shared: dict[tuple[int, ...], torch.Tensor] = {}  # the encoder's and decoder's weights are tied
-        modules = [*self.encoder.layers, *self.decoder.layers]
-        if fused_layers is None:
-            fused_layers = fuse and all(FusedLayer.covers(module) for module in modules)
-        self.fused_layers = fused_layers
-
-        def wrapped(layer: torch.nn.Module) -> Any:
-            return FusedLayer(layer, shared) if fused_layers else _Layer(layer, fuse, shared)
-
-        self._encoder_layers: list[Any] = [wrapped(layer) for layer in self.encoder.layers]
-        self._decoder_layers: list[Any] = [wrapped(layer) for layer in self.decoder.layers]
+        self._encoder_layers = [_Layer(layer, fuse, shared) for layer in self.encoder.layers]
+        self._decoder_layers = [_Layer(layer, fuse, shared) for layer in self.decoder.layers]
         self._self_conditioning = _SelfConditioning(self.decoder.self_conditioning, fuse)
         # a prefix pass of our own needs a causal encoder (the cache of an unchanged prefix stays valid)
         self._own_encoder = all(layer.self_attn.is_causal for layer in self.encoder.layers)
@@ -259,17 +239,16 @@ class DiffusionGemmaBackend:
             return
         encoder = self.encoder
         x = encoder.embed_tokens(ids)  # (1, T, D), already scaled by sqrt(D)
-        rotary = self._layer_rotary(self._rotary(encoder.rotary_emb, start, T, x))
+        rotary = self._rotary(encoder.rotary_emb, start, T, x)
         last = len(encoder.layers) - 1
-        for index, (layer, kind, tables) in enumerate(
-            zip(self._encoder_layers, self.layer_types, rotary, strict=True)
-        ):
-            normed = self._input_norm(layer, x)  # (1, T, D)
+        for index, (layer, kind) in enumerate(zip(self._encoder_layers, self.layer_types, strict=True)):
+            cos, sin = rotary[kind]
+            normed = layer.module.input_layernorm(x)  # (1, T, D)
             if index == last:  # nothing reads the last layer's output: only its keys and values
-                cache.kv.update(*layer.keys_values(normed, *tables), index)
+                cache.kv.update(*layer.keys_values(normed, cos, sin), index)
                 break
             # (1, heads, T, d), (1, kv heads, T, d) x2
-            queries, keys, values = layer.project(normed, *tables)
+            queries, keys, values = layer.project(normed, cos, sin)
             keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
             window = self.window if kind == "sliding_attention" else None
             # (1, heads, T, d)
@@ -297,9 +276,8 @@ class DiffusionGemmaBackend:
         kept = self._canvas_rotary
         if kept is None or kept[0] != (L, C):
             like = self.decoder.embed_tokens.weight
-            tables = self._layer_rotary(self._rotary(self.decoder.rotary_emb, L, C, like))
-            kept = self._canvas_rotary = ((L, C), tables)
-        rotary = kept[1]
+            kept = self._canvas_rotary = ((L, C), self._rotary(self.decoder.rotary_emb, L, C, like))
+        rotary = [kept[1][kind] for kind in self.layer_types]
 
         # the prefix keys and values each layer sees: sliding layers see what transformers' sliding cache
         # keeps, the last window - 1 tokens
@@ -326,10 +304,10 @@ class DiffusionGemmaBackend:
         hole: int,
         self_condition: torch.Tensor | None,
         prefix: list[tuple[torch.Tensor, torch.Tensor]],
-        rotary: list[tuple[torch.Tensor, ...]],
+        rotary: list[tuple[torch.Tensor, torch.Tensor]],
     ) -> torch.Tensor:
         """The decoder over the canvas (B, C), reading each layer's prefix keys and values (1, kv heads, L', d)
-        (none while the cache is empty) with its rotary tables (`_layer_rotary`) -> float32 logits (B, hole, V).
+        (none while the cache is empty) with its cos and sin (1, C, d) -> float32 logits (B, hole, V).
         Tensors and a static layout only, so that torch.compile can take it whole."""
         decoder = self.decoder
         B = canvas.shape[0]
@@ -346,8 +324,8 @@ class DiffusionGemmaBackend:
         x = self._self_conditioning(x, soft)  # (B, C, D)
 
         # 2. the layers: bidirectional over the visible prefix keys and the canvas, no mask
-        for index, (layer, tables) in enumerate(zip(self._decoder_layers, rotary, strict=True)):
-            queries, keys, values = layer.project(self._input_norm(layer, x), *tables)
+        for index, (layer, (cos, sin)) in enumerate(zip(self._decoder_layers, rotary, strict=True)):
+            queries, keys, values = layer.project(layer.module.input_layernorm(x), cos, sin)
             if index < len(prefix):
                 prefix_keys, prefix_values = prefix[index]  # (1, kv heads, L', d)
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
@@ -361,23 +339,11 @@ class DiffusionGemmaBackend:
         logits = self.model.lm_head(decoder.norm(x[:, :hole])).float()  # (B, hole, V), a new tensor
         return logits if self.softcap is None else soft_cap_(logits, self.softcap)
 
-    def _input_norm(self, layer: Any, x: torch.Tensor) -> torch.Tensor:
-        norm = layer.module.input_layernorm
-        return normalized(x, norm.eps, layer.input_norm, x.dtype) if self.fused_layers else norm(x)
-
-    def _layer_rotary(self, tables: RotaryTables) -> list[tuple[torch.Tensor, ...]]:
-        """Each layer's rotary arguments: (cos, sin) (1, S, d) of its type, or FusedLayer's tables."""
-        if self.fused_layers:
-            tables = {kind: rotary_tables(*pair) for kind, pair in tables.items()}
-        return [tables[kind] for kind in self.layer_types]
-
     def _rotary(
         self, rotary_emb: torch.nn.Module, start: int, length: int, like: torch.Tensor
     ) -> RotaryTables:
         """cos and sin (1, length, d) of positions start.. for each layer type."""
         positions = torch.arange(start, start + length, device=self.device)[None]  # (1, length)
-        if self.fused_layers:  # FusedLayer rotates in float32 (rotary_emb reads only like's dtype and device)
-            like = like.new_empty(0, dtype=torch.float32)
         return {kind: rotary_emb(like, positions, kind) for kind in set(self.layer_types)}
 
 
@@ -389,6 +355,8 @@ def soft_cap_(logits: torch.Tensor, cap: float) -> torch.Tensor:
 
 
 # ---- one layer, in transformers' order of operations ------------------------------------------------------
+
+DENSE_EXPERTS_MAX_ROWS = 256  # a canvas (or a few): small enough that the number of products dominates
 
 
 class _Layer:
