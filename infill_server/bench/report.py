@@ -66,7 +66,7 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
     )
     if "speedup_compiled_cold" in ref:
         print(
-            f"    compiled canvas pass (compiled in {ref['compile_s']:.0f}s, untimed): "
+            f"    compiled passes, canvas and prefix (compiled in {ref['compile_s']:.0f}s, untimed): "
             f"cold {ref['ms']['engine_compiled_cold']['p50']:.1f}ms (x{ref['speedup_compiled_cold']:.2f}), "
             f"warm {ref['ms']['engine_compiled_warm']['p50']:.1f}ms (x{ref['speedup_compiled_warm']:.2f})"
         )
