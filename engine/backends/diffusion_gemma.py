@@ -28,7 +28,7 @@ cost on a CPU (measured, with the bench's reference checkpoint: see `infill_serv
 6. the rotary tables of a fill's canvas are made once, not at every step;
 7. optionally (`compiled`), the canvas pass runs under torch.compile: the same matrix products, with the
    ~400 small element-wise operations of a step between them fused (1.4x a step on the bench's checkpoint);
-   so do the prefix pass's layers (around their attention), compiled once for any prefix length.
+   so do the prefix pass's layers (around their attention), with a dynamic length.
 
 Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary,
 heads/kv heads per layer, d head width.
@@ -124,8 +124,9 @@ class DiffusionGemmaBackend:
         ones). Off by default: the first step of each new shape compiles for seconds (4-25 s on two CPU
         cores), too long for an editor's first fill; it can be switched per call through `self.compiled`.
         Under it the prefix pass runs each encoder layer's work before and after its attention compiled too,
-        with a dynamic length (one compile serves every prefix), and few experts run densely on any number of
-        rows (transformers' grouped experts have data-dependent shapes, which break the compiled graph)."""
+        with a dynamic length (one compile serves longer prefixes; one- and two-token extends compile once
+        more each, torch specialising size 1), and few experts run densely on any number of rows
+        (transformers' grouped experts have data-dependent shapes, which break the compiled graph)."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
