@@ -27,7 +27,8 @@ cost on a CPU (measured, with the bench's reference checkpoint: see `infill_serv
    thread, so the count of products matters more than their size;
 6. the rotary tables of a fill's canvas are made once, not at every step;
 7. optionally (`compiled`), the canvas pass runs under torch.compile: the same matrix products, with the
-   ~400 small element-wise operations of a step between them fused (1.4x a step on the bench's checkpoint).
+   ~400 small element-wise operations of a step between them fused (1.4x a step on the bench's checkpoint);
+   so do the prefix pass's layers (around their attention), with a dynamic length.
 
 Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary,
 heads/kv heads per layer, d head width.
@@ -35,10 +36,12 @@ heads/kv heads per layer, d head width.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +122,11 @@ class DiffusionGemmaBackend:
         compiled: run the canvas pass (embedding to soft-capped logits) through torch.compile, which fuses
         the norms, rotary and activations between the same matrix products (logits within ~1e-6 of the eager
         ones). Off by default: the first step of each new shape compiles for seconds (4-25 s on two CPU
-        cores), too long for an editor's first fill; it can be switched per call through `self.compiled`."""
+        cores), too long for an editor's first fill; it can be switched per call through `self.compiled`.
+        Under it the prefix pass runs each encoder layer's work before and after its attention compiled too,
+        with a dynamic length (one compile serves longer prefixes; one- and two-token extends compile once
+        more each, torch specialising size 1), and few experts run densely on any number of rows
+        (transformers' grouped experts have data-dependent shapes, which break the compiled graph)."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
@@ -141,6 +148,7 @@ class DiffusionGemmaBackend:
         self._canvas_rotary: tuple[tuple[int, int], RotaryTables] | None = None
         self.compiled = compiled
         self._compiled_pass: Any = None  # made at the first compiled step
+        self._compiled_prefix_steps: list[_PrefixSteps] | None = None  # made at the first compiled extend
 
     @classmethod
     def load(
@@ -241,19 +249,34 @@ class DiffusionGemmaBackend:
         x = encoder.embed_tokens(ids)  # (1, T, D), already scaled by sqrt(D)
         rotary = self._rotary(encoder.rotary_emb, start, T, x)
         last = len(encoder.layers) - 1
+        steps = self._prefix_steps()
         for index, (layer, kind) in enumerate(zip(self._encoder_layers, self.layer_types, strict=True)):
             cos, sin = rotary[kind]
-            normed = layer.module.input_layernorm(x)  # (1, T, D)
             if index == last:  # nothing reads the last layer's output: only its keys and values
-                cache.kv.update(*layer.keys_values(normed, cos, sin), index)
+                cache.kv.update(*steps[index].keys_values(x, cos, sin), index)
                 break
             # (1, heads, T, d), (1, kv heads, T, d) x2
-            queries, keys, values = layer.project(normed, cos, sin)
+            queries, keys, values = steps[index].attention_inputs(x, cos, sin)
             keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
             window = self.window if kind == "sliding_attention" else None
             # (1, heads, T, d)
             out = _causal_attention(queries, keys, values, start, window, layer.attn.scaling)
-            x = layer.after_attention(x, out)
+            x = steps[index].after_attention(x, out)
+
+    def _prefix_steps(self) -> list[_PrefixSteps]:
+        """Each encoder layer's work around its attention: eager, or (`compiled`) compiled once. Many experts
+        (the 26B's 128, top-8) stay eager: they go through transformers' grouped experts, whose data-dependent
+        shapes break the graph (measured on the bench's model: 44.9 ms compiled against 32.8 eager)."""
+        if not (self.compiled and all(layer.dense_experts for layer in self._encoder_layers)):
+            return [_PrefixSteps.of(layer) for layer in self._encoder_layers]
+        if self._compiled_prefix_steps is None:
+            self._compiled_prefix_steps = [
+                _PrefixSteps(
+                    *(torch.compile(step, dynamic=True) for step in _PrefixSteps.of(layer, any_rows=True))
+                )
+                for layer in self._encoder_layers
+            ]
+        return self._compiled_prefix_steps
 
     @torch.inference_mode()
     def denoise(
@@ -356,6 +379,25 @@ def soft_cap_(logits: torch.Tensor, cap: float) -> torch.Tensor:
 
 # ---- one layer, in transformers' order of operations ------------------------------------------------------
 
+
+class _PrefixSteps(NamedTuple):
+    """An encoder layer's work before its attention (x (1, T, D) and cos, sin -> queries, keys, values, or
+    keys and values alone for the last layer) and after it (x and the attention output -> x)."""
+
+    attention_inputs: Callable[..., tuple[torch.Tensor, ...]]
+    keys_values: Callable[..., tuple[torch.Tensor, ...]]
+    after_attention: Callable[..., torch.Tensor]
+
+    @classmethod
+    def of(cls, layer: _Layer, any_rows: bool = False) -> _PrefixSteps:
+        """any_rows: few experts run densely on any number of rows (static shapes, for torch.compile)."""
+        return cls(
+            layer.attention_inputs,
+            layer.cached_inputs,
+            functools.partial(layer.after_attention, dense_experts_any_rows=any_rows),
+        )
+
+
 DENSE_EXPERTS_MAX_ROWS = 256  # a canvas (or a few): small enough that the number of products dominates
 
 
@@ -411,6 +453,18 @@ class _Layer:
         keys = apply_rotary_pos_emb(attn.k_norm(keys), cos, sin, unsqueeze_dim=2).transpose(1, 2)
         return keys, attn.v_norm(values).transpose(1, 2)
 
+    def attention_inputs(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, S, D), before the input norm -> queries, keys and values (`project`)."""
+        return self.project(self.module.input_layernorm(x), cos, sin)
+
+    def cached_inputs(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, S, D), before the input norm -> keys and values (`keys_values`)."""
+        return self.keys_values(self.module.input_layernorm(x), cos, sin)
+
     def project(
         self, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -425,8 +479,11 @@ class _Layer:
         queries = apply_rotary_pos_emb(queries, cos, sin, unsqueeze_dim=2).transpose(1, 2)
         return (queries, *self.keys_values(normed, cos, sin, tuple(fused)))
 
-    def after_attention(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """The rest of the layer: x (B, S, D) and the attention output (B, heads, S, d) -> (B, S, D)."""
+    def after_attention(
+        self, x: torch.Tensor, out: torch.Tensor, dense_experts_any_rows: bool = False
+    ) -> torch.Tensor:
+        """The rest of the layer: x (B, S, D) and the attention output (B, heads, S, d) -> (B, S, D).
+        dense_experts_any_rows: few experts run densely however many rows (see `experts`)."""
         layer = self.module
         B, S, _ = x.shape
         x = x + layer.post_attention_layernorm(self.attn.o_proj(out.transpose(1, 2).reshape(B, S, -1)))
@@ -442,15 +499,19 @@ class _Layer:
         # (B*S, D): the router reads the residual stream, the experts its norm
         flat = x.reshape(-1, x.shape[-1])
         _, weights, chosen = layer.router(flat)  # (B*S, top-k) each
-        experts = self.experts(layer.pre_feedforward_layernorm_2(flat), chosen, weights).reshape(x.shape)
+        normed_2 = layer.pre_feedforward_layernorm_2(flat)
+        experts = self.experts(normed_2, chosen, weights, dense_experts_any_rows).reshape(x.shape)
         x = x + layer.post_feedforward_layernorm(dense + layer.post_feedforward_layernorm_2(experts))
         return x * layer.layer_scalar
 
-    def experts(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """x (N, D), chosen experts and their weights (N, top-k) -> (N, D)."""
+    def experts(
+        self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor, any_rows: bool = False
+    ) -> torch.Tensor:
+        """x (N, D), chosen experts and their weights (N, top-k) -> (N, D). Dense (when the experts are few)
+        up to DENSE_EXPERTS_MAX_ROWS rows, or on any number of rows with `any_rows`."""
         experts = self.module.experts
         N = x.shape[0]
-        if not self.dense_experts or N > DENSE_EXPERTS_MAX_ROWS:
+        if not self.dense_experts or (N > DENSE_EXPERTS_MAX_ROWS and not any_rows):
             return experts(x, chosen, weights)  # transformers' configured implementation
         E, two_i, D = experts.gate_up_proj.shape
         gate, up = F.linear(x, experts.gate_up_proj.view(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)

@@ -9,51 +9,82 @@ from infill_server.bench.latency import CaseResult
 
 def print_table(results: dict, cases: list[CaseResult]) -> None:
     machine, model = results["machine"], results["model"]
-    print(f"dgem-infill bench ({results['mode']}): {model['label']}, {model['parameters'] / 1e6:.1f}M parameters, "
-          f"{machine['device']} with {machine['threads']} threads, torch {machine['torch']}, "
-          f"{machine.get('dtype', 'float32')} matrix products")
-    print(f"{'case':<28} {'first p50':>10} {'first p90':>10} {'final p50':>10} {'final p90':>10} "
-          f"{'steps':>6} {'encoded':>8} {'runs':>5}")
+    print(
+        f"dgem-infill bench ({results['mode']}): {model['label']}, {model['parameters'] / 1e6:.1f}M parameters, "
+        f"{machine['device']} with {machine['threads']} threads, torch {machine['torch']}, "
+        f"{machine.get('dtype', 'float32')} matrix products"
+    )
+    print(
+        f"{'case':<28} {'first p50':>10} {'first p90':>10} {'final p50':>10} {'final p90':>10} "
+        f"{'steps':>6} {'encoded':>8} {'runs':>5}"
+    )
     for case in cases:
-        print(f"{case.name:<28} {case.first.p50:>8.1f}ms {case.first.p90:>8.1f}ms {case.final.p50:>8.1f}ms "
-              f"{case.final.p90:>8.1f}ms {case.steps:>6} {case.encoded:>8} {len(case.final.values):>5}")
+        print(
+            f"{case.name:<28} {case.first.p50:>8.1f}ms {case.first.p90:>8.1f}ms {case.final.p50:>8.1f}ms "
+            f"{case.final.p90:>8.1f}ms {case.steps:>6} {case.encoded:>8} {len(case.final.values):>5}"
+        )
     parts = results["breakdown"]["single_line"]
-    print(f"single-line cost per fill ({parts['steps']} steps, canvas {parts['canvas_tokens']} tokens, "
-          f"prefix {parts['prefix_tokens_encoded']} tokens): "
-          + ", ".join(f"{name} {ms:.1f}ms" for name, ms in parts["per_fill_ms"].items()))
-    print(f"  a full pass {parts['denoise_step_ms']:.1f}ms, a later step {parts['later_step_ms']:.1f}ms "
-          f"(LM head {parts['lm_head_ms']}ms), prefix encode {parts['encode_per_token_ms']:.3f}ms/token")
+    print(
+        f"single-line cost per fill ({parts['steps']} steps, canvas {parts['canvas_tokens']} tokens, "
+        f"prefix {parts['prefix_tokens_encoded']} tokens): "
+        + ", ".join(f"{name} {ms:.1f}ms" for name, ms in parts["per_fill_ms"].items())
+    )
+    print(
+        f"  a full pass {parts['denoise_step_ms']:.1f}ms, a later step {parts['later_step_ms']:.1f}ms "
+        f"(LM head {parts['lm_head_ms']}ms), prefix encode {parts['encode_per_token_ms']:.3f}ms/token"
+    )
     variants = dict(results.get("variants", {}))
     for kind, by_name in variants.pop("decoding", {}).items():
-        print(f"  decoding ({kind}): " + ", ".join(
-            f"{name} {v['final_ms_p50']:.1f}ms/{v['steps']} steps (x{v['speedup_vs_exact']:.2f})"
-            for name, v in by_name.items()))
+        print(
+            f"  decoding ({kind}): "
+            + ", ".join(
+                f"{name} {v['final_ms_p50']:.1f}ms/{v['steps']} steps (x{v['speedup_vs_exact']:.2f})"
+                for name, v in by_name.items()
+            )
+        )
     for name, variant in variants.items():
-        print(f"  {name}: " + ", ".join(f"{key} {value['step_ms_p50']:.1f}ms/step" for key, value in variant.items()))
+        print(
+            f"  {name}: "
+            + ", ".join(f"{key} {value['step_ms_p50']:.1f}ms/step" for key, value in variant.items())
+        )
     for kind, by_dtype in results.get("dtypes", {}).items():
-        print(f"  matrix products ({kind}, warm, interleaved): " + ", ".join(
-            f"{dtype} first {v['first_ms_p50']:.1f}ms final {v['final_ms_p50']:.1f}ms/{v['steps']} steps"
-            for dtype, v in by_dtype.items() if isinstance(v, dict)) + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})")
+        print(
+            f"  matrix products ({kind}, warm, interleaved): "
+            + ", ".join(
+                f"{dtype} first {v['first_ms_p50']:.1f}ms final {v['final_ms_p50']:.1f}ms/{v['steps']} steps"
+                for dtype, v in by_dtype.items()
+                if isinstance(v, dict)
+            )
+            + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})"
+        )
     ref = results["vs_reference"]
-    print(f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
-          f"{ref.get('dtype', 'float32')} both, "
-          f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "
-          f"(x{ref['speedup_cold']:.2f}), warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})")
+    print(
+        f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
+        f"{ref.get('dtype', 'float32')} both, "
+        f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "
+        f"(x{ref['speedup_cold']:.2f}), warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})"
+    )
     if "speedup_compiled_cold" in ref:
-        print(f"    compiled canvas pass (compiled in {ref['compile_s']:.0f}s, untimed): "
-              f"cold {ref['ms']['engine_compiled_cold']['p50']:.1f}ms (x{ref['speedup_compiled_cold']:.2f}), "
-              f"warm {ref['ms']['engine_compiled_warm']['p50']:.1f}ms (x{ref['speedup_compiled_warm']:.2f})")
+        print(
+            f"    compiled passes, canvas and prefix (compiled in {ref['compile_s']:.0f}s, untimed): "
+            f"cold {ref['ms']['engine_compiled_cold']['p50']:.1f}ms (x{ref['speedup_compiled_cold']:.2f}), "
+            f"warm {ref['ms']['engine_compiled_warm']['p50']:.1f}ms (x{ref['speedup_compiled_warm']:.2f})"
+        )
     for name, ar in results["vs_autoregressive"].items():
         ms = ar["ms"]
-        print(f"(b) {name} vs autoregressive, {ar['tokens']} tokens: diffusion {ms['diffusion_final']['p50']:.1f}ms "
-              f"({ar['diffusion_steps']} steps), without suffix {ms['diffusion_no_suffix_final']['p50']:.1f}ms, "
-              f"greedy {ms['autoregressive_final']['p50']:.1f}ms: x{ar['speedup_final']:.2f} "
-              f"(x{ar['speedup_final_no_suffix']:.2f} without suffix)")
+        print(
+            f"(b) {name} vs autoregressive, {ar['tokens']} tokens: diffusion {ms['diffusion_final']['p50']:.1f}ms "
+            f"({ar['diffusion_steps']} steps), without suffix {ms['diffusion_no_suffix_final']['p50']:.1f}ms, "
+            f"greedy {ms['autoregressive_final']['p50']:.1f}ms: x{ar['speedup_final']:.2f} "
+            f"(x{ar['speedup_final_no_suffix']:.2f} without suffix)"
+        )
     accuracy = results["accuracy"]
     if "exact_match" in accuracy:
         em = accuracy["exact_match"]
-        print(f"accuracy ({accuracy['holes']} held-out single-line holes): diffusion {em['diffusion']:.1%}, "
-              f"autoregressive {em['autoregressive']:.1%}")
+        print(
+            f"accuracy ({accuracy['holes']} held-out single-line holes): diffusion {em['diffusion']:.1%}, "
+            f"autoregressive {em['autoregressive']:.1%}"
+        )
     else:
         print(f"accuracy: skipped ({accuracy['skipped']})")
     print(f"peak RSS {results['peak_rss_mb']:.0f} MB, {results['seconds']:.0f}s")
@@ -70,8 +101,15 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
     labels = [row["case"] for row in rows]
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(rows) + 1.5))
     y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], [row["final_ms"]["p50"] for row in rows], height=0.4, label="final text p50")
-    ax.barh([i - 0.2 for i in y], [row["first_ms"]["p50"] for row in rows], height=0.4, label="first refinement p50")
+    ax.barh(
+        [i + 0.2 for i in y], [row["final_ms"]["p50"] for row in rows], height=0.4, label="final text p50"
+    )
+    ax.barh(
+        [i - 0.2 for i in y],
+        [row["first_ms"]["p50"] for row in rows],
+        height=0.4,
+        label="first refinement p50",
+    )
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -91,8 +129,10 @@ def write_plots(results: dict, folder: Path) -> list[Path]:
     written.append(_save(fig, folder / "bench-breakdown.png"))
 
     fig, ax = plt.subplots(figsize=(7, 3))
-    ratios = {"vs generate() (cold)": results["vs_reference"]["speedup_cold"],
-              "vs generate() (warm)": results["vs_reference"]["speedup_warm"]}
+    ratios = {
+        "vs generate() (cold)": results["vs_reference"]["speedup_cold"],
+        "vs generate() (warm)": results["vs_reference"]["speedup_warm"],
+    }
     for name, ar in results["vs_autoregressive"].items():
         ratios[f"vs autoregressive ({name})"] = ar["speedup_final"]
     ax.barh(list(ratios), list(ratios.values()))

@@ -14,6 +14,7 @@ from engine.sampler import (
     StableAndConfident,
     denoise_hole,
     entropy,
+    entropy_and_weights,
     fill_score,
     right_pad_run,
 )
@@ -50,7 +51,9 @@ def test_most_confident_slots_are_committed_first() -> None:
 
 
 def test_slots_above_the_commit_confidence_are_committed_beyond_k() -> None:
-    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=0.85)
+    sampler = ConfidenceCommit(
+        MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=0.85
+    )
     state = sampler.start(1, 4, torch.device("cpu"))
     state = sampler.update(state, peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.95]))
     # k = 1 (4 slots over 4 steps) takes slot 3; slot 1 clears 0.85 too; slots 0 and 2 wait
@@ -126,12 +129,23 @@ def test_entropy_equals_minus_sum_p_log_p_on_tempered_soft_capped_logits() -> No
     assert exact.min() < 1e-6 and exact.max() > 5 and ((exact > 1e-3) & (exact < 0.5)).sum() >= 4
     ours = entropy(logits)
     assert ours.dtype == torch.float32 and ours.min() >= 0
-    # measured: 6e-5 nats at most (-sum(p log p) in float32: 3e-6), against a bound of 0.1 and a threshold of 0.005
+    # measured: 6e-7 nats at most (log-sum-exp of unshifted logits: 6e-5; -sum(p log p) in float32: 3e-6),
+    # against a bound of 0.1 and a threshold of 0.005
     torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=2e-4)
 
 
+def test_one_pass_gives_the_first_argmax_and_weights_proportional_to_the_softmax() -> None:
+    logits = torch.tensor([[[1.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.5, 0.5]]]) / 0.4  # (1, 2, 4): ties on the max
+    token_entropy, argmax, weights = entropy_and_weights(logits)
+    assert argmax.tolist() == [[1, 0]] == logits.argmax(-1).tolist()  # the first of tied maxima, as argmax()
+    assert math.isclose(token_entropy[0, 1].item(), math.log(4), rel_tol=1e-6)  # uniform row: ln 4
+    torch.testing.assert_close(weights / weights.sum(-1, keepdim=True), logits.softmax(-1))
+
+
 def test_entropy_bound_accepts_low_entropy_tokens_whose_sum_stays_under_the_bound() -> None:
-    sampler = EntropyBoundAccept(GenerationDefaults(entropy_bound=0.1), V, 8, torch.Generator().manual_seed(0))
+    sampler = EntropyBoundAccept(
+        GenerationDefaults(entropy_bound=0.1), V, 8, torch.Generator().manual_seed(0)
+    )
     # entropies 0.02, 0.05, 0.06, 1.5: sorted cumsum minus the current = 0, 0.02, 0.07, 0.13
     accepted = sampler.accept(torch.tensor([[0.06, 1.5, 0.02, 0.05]]))
     assert accepted.tolist() == [[True, False, True, True]]
@@ -167,9 +181,10 @@ def test_uniform_loop_feeds_back_the_previous_logits() -> None:
     assert states[-1].done and len(states) == 3
 
 
-
 def test_a_commit_confidence_of_one_commits_only_k_even_when_a_slot_is_certain() -> None:
-    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=1.0)
+    sampler = ConfidenceCommit(
+        MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=1.0
+    )
     state = sampler.start(1, 4, torch.device("cpu"))
     certain = torch.full((1, 4, V), -1e4)
     certain[0, :, 5] = 0.0  # softmax rounds to exactly 1.0 on every slot
@@ -178,8 +193,12 @@ def test_a_commit_confidence_of_one_commits_only_k_even_when_a_slot_is_certain()
 
 
 def test_an_update_from_the_masked_rows_alone_commits_as_one_from_every_row() -> None:
-    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), masked_rows_only=True)
-    state = sampler.update(sampler.start(1, 4, torch.device("cpu")), peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.8]))
+    sampler = ConfidenceCommit(
+        MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), masked_rows_only=True
+    )
+    state = sampler.update(
+        sampler.start(1, 4, torch.device("cpu")), peaked([5, 6, 7, 4], [0.3, 0.9, 0.5, 0.8])
+    )
     rows = sampler.rows(state)
     assert rows is not None and rows.tolist() == [0, 2, 3]  # slot 1 was committed (k = 1)
     full = peaked([5, 6, 7, PAD], [0.6, 0.2, 0.4, 0.95])  # slot 1's logits are never read
