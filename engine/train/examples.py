@@ -125,7 +125,8 @@ def spare_slots(m: int, layout: Layout, rng: random.Random) -> int:
       unknown length improved (12.2 -> 15.6% exact), the probed single line did not (16.7 -> 15.6%) and
       multi-line fills collapsed (edit similarity 0.262 -> 0.149; 0.319 -> 0.184 even at true length).
     - "short": half log-uniform, half uniform, both in 1..max(16, m): the short runs without the wide half
-      (the likelier cause of the collapse: many more pads per example). Not trained yet."""
+      (the likelier cause of the collapse: many more pads per example). Trained for 16 minutes in session 5:
+      no collapse, but no gain either (single-line probed 15.6%, multi-line 0.253 vs 0.262)."""
     if layout.spare_draw == "uniform":
         return rng.randint(1, max(16, m))
     if rng.random() < 0.5:
@@ -140,7 +141,8 @@ def place_pads(middle: list[int], slots: int, layout: Layout, rng: random.Random
     Why inside: with a few spare slots the model anchors the middle's last tokens (a line's `;`) against the
     suffix and then has to write text into the gap left of them (`platform;` -> `platform.;`, session 5).
     A model that has seen pad runs inside a middle can fill such a gap with pads, which the text drops
-    (the sampler's `inner_pads`)."""
+    (the sampler's `inner_pads`). Trained for 15 minutes in session 5 at a share of 0.5: spare slots cost
+    more, not less (MODEL_CARD.md, "Training tried in session 5"), so the recipe keeps 0."""
     spare = slots - len(middle)
     if spare <= 0 or len(middle) < 2 or rng.random() >= layout.inner_pad_share:
         return middle + [PAD] * spare

@@ -5,6 +5,9 @@ margin), and whether the fill is exact at the true length, at the service's prob
 at the raw probe length, and at the true length + margin (the margin's own cost).
 
     python -m engine.train.length_diagnosis [--per-group 30] [--out diag.jsonl]
+
+With `--spare 0,1,2,3` it measures instead what spare slots cost: exact match when the hole has the true
+length plus each number of spare slots (no probe, the true-length fill's tokens per step).
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ def fill(engine, hole: Hole, slots: int, fit: bool, context) -> str:
     return text if context is None else postprocess(text, hole.prefix, hole.suffix, context)
 
 
+def spare_cost(engine, holes: list[Hole], spares: list[int]) -> dict[int, float]:
+    """Exact match of fills at the true length + each count of spare slots (no probe, no post-processing)."""
+    exact = dict.fromkeys(spares, 0)
+    for hole in holes:
+        true_length = max(1, len(engine.tokenizer.encode(hole.middle)))
+        for spare in spares:
+            exact[spare] += fill(engine, hole, true_length + spare, False, None).strip() == hole.middle.strip()
+    return {spare: count / len(holes) for spare, count in exact.items()}
+
+
 def main() -> None:
     from engine import Engine
     from infill_server.syntax import analyze
@@ -54,11 +67,19 @@ def main() -> None:
     parser.add_argument("--per-group", type=int, default=30)
     parser.add_argument("--generation", type=json.loads, default={})
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--spare", type=lambda text: [int(v) for v in text.split(",")], default=None,
+                        help="spare slot counts, comma-separated: measure their cost (see above)")
     args = parser.parse_args()
-    engine = Engine.load(device="cpu")
+    engine = Engine.load(args.model, device="cpu")
     engine.defaults = replace(engine.defaults, **args.generation)
     margin = engine.defaults.length_margin
     holes = sample([h for h in load_holes(HOLES_FILE) if h.kind == "single_line"], args.per_group)
+    if args.spare is not None:
+        exact = spare_cost(engine, holes, args.spare)
+        print(f"{len(holes)} holes, exact match at true length + " + ", ".join(
+            f"{spare}: {share:.1%}" for spare, share in exact.items()))
+        return
     rows = []
     for hole in holes:
         context = analyze(hole.prefix + hole.suffix, len(hole.prefix), hole.language)
