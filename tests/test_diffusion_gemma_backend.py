@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -454,3 +455,33 @@ def test_compiled_bf16_canvas_pass_is_as_close_to_float32_as_transformers_bf16(
     theirs = reference_logits(bf16, prefix, canvas, 5, self_condition).float()
     gap, gap_theirs = (ours - exact).abs().max(), (theirs - exact).abs().max()
     assert 0 < gap <= 1.5 * gap_theirs  # measured: 0.014 against transformers' 0.019
+
+
+def test_cpu_passes_run_one_thread_between_products_with_the_same_logits(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU the products get the caller's threads and the rest one (engine/backends/cpu_threads.py):
+    the same bf16 logits as the backend without it, the same parameters, and the thread count restored."""
+    split = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.bfloat16)
+    with monkeypatch.context() as patch:  # a second copy of the model, without the split
+        patch.setattr(DiffusionGemmaBackend, "_products_on_all_threads", lambda self: None)
+        plain = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.bfloat16)
+    plain._between_products = nullcontext  # type: ignore[method-assign]
+    linears = [m for m in split.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(hasattr(m.forward, "all_threads") for m in linears)
+    assert not any(hasattr(m.forward, "all_threads") for m in plain.model.modules())
+    assert split.model.state_dict().keys() == plain.model.state_dict().keys()
+    seen: list[int] = []  # threads of a norm between the products
+    split.decoder.norm.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    prefix, canvas = tokens(23, seed=67), torch.stack([tokens(12, seed=68), tokens(12, seed=69)])  # (2, 12)
+    self_condition = torch.randn(2, 5, split.vocab_size) * 3
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = split.denoise(encoded(split, prefix), canvas, 5, self_condition)
+        assert torch.get_num_threads() == 2
+        theirs = plain.denoise(encoded(plain, prefix), canvas, 5, self_condition)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]
+    torch.testing.assert_close(ours, theirs, rtol=1.6e-2, atol=1e-3)  # bf16 noise (measured: identical)

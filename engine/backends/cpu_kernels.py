@@ -4,7 +4,8 @@ Two things make a warm multi-line step slow on a small CPU (docs/BENCHMARKS.md, 
 - With OMP_WAIT_POLICY=PASSIVE (the service's setting) every parallel region wakes sleeping threads, and
   torch parallelises any element-wise operation over 32K elements: the ~30 norms, casts and products
   between a layer's matrix products each paid that wake-up (a step's (64, 1024) SiLU took 60 us). Between
-  the products the pass now runs on one thread; the products and attention get the caller's threads.
+  the products the pass now runs on one thread; the products and attention get the caller's threads
+  (engine/backends/cpu_threads.py).
 - oneDNN re-lays out a bf16 weight at every product; packed once at load, the same products are 10-30%
   faster and bit-identical. The SwiGLU's SiLU and product ride on its two products (one bf16 rounding
   less than the separate operations: bf16 noise).
@@ -16,50 +17,15 @@ The packed copies are taken at load: the backend never changes weights after it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from engine.backends.cpu_threads import all_threads
 from engine.native import NativeModel, SwiGLU
 
 ROWS_HINT = 64  # oneDNN picks the packed layout for about this many rows: a multi-line hole
-
-_threads = threading.local()  # OpenMP's thread count is per calling thread, and so is this
-
-
-@contextmanager
-def one_thread_between_products() -> Iterator[None]:
-    """Run the enclosed work on one thread, except the kernels wrapped by `all_threads`."""
-    threads = torch.get_num_threads()
-    if threads == 1 or getattr(_threads, "saved", None) is not None:
-        yield
-        return
-    _threads.saved = threads
-    torch.set_num_threads(1)  # thread-local and ~0.1 us: cheap enough around every product
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        _threads.saved = None
-
-
-def all_threads(kernel: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """`kernel` with the caller's threads inside `one_thread_between_products`; unchanged outside it."""
-
-    def run(*args: object, **kwargs: object) -> torch.Tensor:
-        threads = getattr(_threads, "saved", None)
-        if threads is None:
-            return kernel(*args, **kwargs)
-        torch.set_num_threads(threads)
-        try:
-            return kernel(*args, **kwargs)
-        finally:
-            torch.set_num_threads(1)
-
-    return run
 
 
 def packing_works(dtype: torch.dtype) -> bool:

@@ -28,7 +28,10 @@ cost on a CPU (measured, with the bench's reference checkpoint: see `infill_serv
 6. the rotary tables of a fill's canvas are made once, not at every step;
 7. optionally (`compiled`), the canvas pass runs under torch.compile: the same matrix products, with the
    ~400 small element-wise operations of a step between them fused (1.4x a step on the bench's checkpoint);
-   so do the prefix pass's layers (around their attention), with a dynamic length.
+   so do the prefix pass's layers (around their attention), with a dynamic length;
+8. on the CPU, eager passes run on one thread between their matrix products, which get the caller's threads
+   (engine/backends/cpu_threads.py: waking a sleeping OpenMP thread for each element-wise operation over
+   32K elements costs more than the work).
 
 Shapes: B batch, T new prefix tokens, L cached tokens, C canvas, H hole slots, D width, V vocabulary,
 heads/kv heads per layer, d head width.
@@ -40,6 +43,7 @@ import functools
 import importlib.util
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,6 +52,7 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import apply_rotary_pos_emb
 
+from engine.backends.cpu_threads import all_threads, one_thread_between_products, products_on_all_threads
 from engine.backends.precision import chosen_dtype
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
@@ -149,6 +154,31 @@ class DiffusionGemmaBackend:
         self.compiled = compiled
         self._compiled_pass: Any = None  # made at the first compiled step
         self._compiled_prefix_steps: list[_PrefixSteps] | None = None  # made at the first compiled extend
+        self._attention: Callable[..., torch.Tensor] = F.scaled_dot_product_attention
+        self._causal_attention: Callable[..., torch.Tensor] = _causal_attention
+        self._soft_embedding: Callable[..., torch.Tensor] = torch.matmul
+        if device.type == "cpu":
+            self._products_on_all_threads()
+
+    def _products_on_all_threads(self) -> None:
+        """The matrix products and attention get the caller's threads inside `_between_products` (per
+        instance: the model's parameters and state_dict are unchanged). Any layout: every linear layer and
+        experts module, and the products this backend makes itself."""
+        products_on_all_threads(
+            [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+            + [layer.experts for layer in (*self.encoder.layers, *self.decoder.layers)]
+        )
+        self._attention = all_threads(F.scaled_dot_product_attention)
+        self._causal_attention = all_threads(_causal_attention)
+        self._soft_embedding = all_threads(torch.matmul)
+        for layer in (*self._encoder_layers, *self._decoder_layers):
+            layer.linear, layer.bmm = all_threads(F.linear), all_threads(torch.bmm)
+        self._self_conditioning.linear = all_threads(F.linear)
+
+    def _between_products(self) -> AbstractContextManager[None]:
+        """One thread between the products of an eager pass on a CPU (engine/backends/cpu_threads.py)."""
+        eager = self.device.type == "cpu" and not self.compiled
+        return one_thread_between_products() if eager else nullcontext()
 
     @classmethod
     def load(
@@ -240,6 +270,12 @@ class DiffusionGemmaBackend:
         if T == 0:
             return
         ids = ids.to(self.device)[None]  # (1, T)
+        with self._between_products():
+            self._extend(cache, ids, start)
+
+    def _extend(self, cache: DiffusionGemmaKV, ids: torch.Tensor, start: int) -> None:
+        """`extend` of ids (1, T)."""
+        T = ids.shape[1]
         # a bidirectional prefix (not a text checkpoint we know): transformers' pass
         if not self._own_encoder:
             positions = torch.arange(start, start + T, device=self.device)[None]  # (1, T)
@@ -260,7 +296,7 @@ class DiffusionGemmaBackend:
             keys, values = cache.kv.update(keys, values, index)  # (1, kv heads, start + T, d)
             window = self.window if kind == "sliding_attention" else None
             # (1, heads, T, d)
-            out = _causal_attention(queries, keys, values, start, window, layer.attn.scaling)
+            out = self._causal_attention(queries, keys, values, start, window, layer.attn.scaling)
             x = steps[index].after_attention(x, out)
 
     def _prefix_steps(self) -> list[_PrefixSteps]:
@@ -319,7 +355,8 @@ class DiffusionGemmaBackend:
                 self._compiled_pass = torch.compile(self._canvas_pass)
             canvas_pass = self._compiled_pass
         conditioned = None if self_condition is None else self_condition.to(self.device)
-        return canvas_pass(canvas, hole, conditioned, prefix, rotary)
+        with self._between_products():
+            return canvas_pass(canvas, hole, conditioned, prefix, rotary)
 
     def _canvas_pass(
         self,
@@ -340,7 +377,8 @@ class DiffusionGemmaBackend:
         if self_condition is not None:
             embed = decoder.embed_tokens
             probs = self_condition.softmax(dim=-1, dtype=torch.float32).to(embed.weight.dtype)
-            soft_hole = probs @ embed.weight * embed.embed_scale.to(x.dtype)  # (B, hole, D)
+            scale = embed.embed_scale.to(x.dtype)
+            soft_hole = self._soft_embedding(probs, embed.weight) * scale  # (B, hole, D)
             soft = torch.cat((soft_hole, x[:, hole:]), dim=1)  # (B, C, D): suffix slots see their own token
         else:
             soft = None  # zero
@@ -353,7 +391,7 @@ class DiffusionGemmaBackend:
                 prefix_keys, prefix_values = prefix[index]  # (1, kv heads, L', d)
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
                 values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
-            out = F.scaled_dot_product_attention(
+            out = self._attention(
                 queries, keys, values, scale=layer.attn.scaling, enable_gqa=queries.shape[1] != keys.shape[1]
             )  # (B, heads, C, d)
             x = layer.after_attention(x, out)  # (B, C, D)
@@ -431,6 +469,8 @@ class _Layer:
         )
         top_k = module.router.config.top_k_experts
         self.dense_experts = fuse and default_layout and experts.num_experts <= 2 * top_k
+        self.linear: Callable[..., torch.Tensor] = F.linear  # the products made here (see the backend's
+        self.bmm: Callable[..., torch.Tensor] = torch.bmm  # `_products_on_all_threads`)
 
     def keys_values(
         self, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: tuple[torch.Tensor, ...] = ()
@@ -444,7 +484,7 @@ class _Layer:
             keys = fused[0].view(shape)
             values = fused[1].view(shape) if len(fused) > 1 else keys
         elif self.qkv is not None:  # only k and v are wanted: their rows of the fused weight
-            parts = F.linear(normed, self.qkv[self.qkv_sizes[0] :]).split(self.qkv_sizes[1:], dim=-1)
+            parts = self.linear(normed, self.qkv[self.qkv_sizes[0] :]).split(self.qkv_sizes[1:], dim=-1)
             return self.keys_values(normed, cos, sin, parts)
         else:
             keys = attn.k_proj(normed).view(shape)
@@ -472,7 +512,7 @@ class _Layer:
         attn = self.attn
         B, S, _ = normed.shape
         if self.qkv is not None:
-            queries, *fused = F.linear(normed, self.qkv).split(self.qkv_sizes, dim=-1)
+            queries, *fused = self.linear(normed, self.qkv).split(self.qkv_sizes, dim=-1)
         else:
             queries, fused = attn.q_proj(normed), []
         queries = attn.q_norm(queries.view(B, S, -1, attn.head_dim))
@@ -491,7 +531,7 @@ class _Layer:
         normed = layer.pre_feedforward_layernorm(x)
         mlp = layer.mlp
         if self.gate_up is not None:
-            gate, up = F.linear(normed, self.gate_up).chunk(2, dim=-1)
+            gate, up = self.linear(normed, self.gate_up).chunk(2, dim=-1)
             dense = mlp.down_proj(mlp.act_fn(gate) * up)
         else:
             dense = mlp(normed)
@@ -514,9 +554,9 @@ class _Layer:
         if not self.dense_experts or (N > DENSE_EXPERTS_MAX_ROWS and not any_rows):
             return experts(x, chosen, weights)  # transformers' configured implementation
         E, two_i, D = experts.gate_up_proj.shape
-        gate, up = F.linear(x, experts.gate_up_proj.view(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
+        gate, up = self.linear(x, experts.gate_up_proj.view(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
         hidden = (experts.act_fn(gate) * up).transpose(0, 1)  # (E, N, I)
-        out = torch.bmm(hidden, experts.down_proj.transpose(1, 2))  # (E, N, D): every expert on every row
+        out = self.bmm(hidden, experts.down_proj.transpose(1, 2))  # (E, N, D): every expert on every row
         picked = out[chosen, torch.arange(N, device=x.device)[:, None]]  # (N, top-k, D)
         # weighted, then summed over the top-k in order, as transformers' grouped experts do
         return (picked * weights[..., None]).sum(dim=1).to(x.dtype)
@@ -533,6 +573,7 @@ class _SelfConditioning:
             _concatenated([block.gate_proj.weight, block.up_proj.weight], {}) if fuse and plain else None
         )
         self.zero_maps_to_zero = plain  # no biases: a zero signal contributes exactly zero
+        self.linear: Callable[..., torch.Tensor] = F.linear
 
     def __call__(self, x: torch.Tensor, signal: torch.Tensor | None) -> torch.Tensor:
         """x (B, C, D) embeddings, signal (B, C, D) soft embeddings or None for zero -> (B, C, D)."""
@@ -543,7 +584,7 @@ class _SelfConditioning:
             signal = torch.zeros_like(x)
         if self.gate_up is None:
             return block(x, signal)
-        gate, up = F.linear(block.pre_norm(signal), self.gate_up).chunk(2, dim=-1)
+        gate, up = self.linear(block.pre_norm(signal), self.gate_up).chunk(2, dim=-1)
         return block.post_norm(x + block.down_proj(block.act_fn(gate) * up))
 
 

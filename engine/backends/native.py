@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from engine.backends.cpu_kernels import one_thread_between_products, use_cpu_kernels
+from engine.backends.cpu_kernels import use_cpu_kernels
+from engine.backends.cpu_threads import one_thread_between_products
 from engine.backends.precision import chosen_dtype
 from engine.model_dir import load_state_dict, read_json
 from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
@@ -38,7 +39,9 @@ class NativeBackend:
         try:
             cfg = NativeConfig.from_dict(config["architecture"])
         except (KeyError, TypeError) as error:
-            raise ModelLoadError(f"{model_dir}/config.json: bad or missing 'architecture' ({error})") from None
+            raise ModelLoadError(
+                f"{model_dir}/config.json: bad or missing 'architecture' ({error})"
+            ) from None
         model = NativeModel(cfg)
         state = load_state_dict(model_dir)
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine import Engine
-from engine.backends.cpu_kernels import all_threads, one_thread_between_products, packing_works
+from engine.backends.cpu_kernels import packing_works
+from engine.backends.cpu_threads import all_threads, one_thread_between_products
 from engine.native import NativeModel
 
 
