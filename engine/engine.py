@@ -232,7 +232,7 @@ class Engine:
                 fitted, guess = self.probe_length(denoiser, slots)
             if self.defaults.length_offsets:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                best = self._fill_by_likelihood(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
+                best = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
                 if best is not None:
                     texts = tuple(self.tokenizer.decode(best.guess[row].tolist()) for row in range(batch))
                     yield Refinement(step + 1, texts, int(best.committed[0].sum()), best.tokens.shape[1], True)
@@ -262,13 +262,12 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
-    def _fill_by_likelihood(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
-                            sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
-                            cancel: threading.Event | None) -> HoleState | None:
-        """Fill the hole at each size in `sizes` and keep the fill whose row 0 scores best (fill_score);
-        None if cancelled. `tail` holds the suffix head's keys for a hole of `slots`."""
-        pad = self.tokenizer.special.pad
-        best: tuple[float, HoleState] | None = None
+    def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
+                       sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
+                       cancel: threading.Event | None) -> HoleState | None:
+        """Fill the hole at each size in `sizes` and keep one fill by `length_choice` (row 0 decides); None if
+        cancelled. `tail` holds the suffix head's keys for a hole of `slots`."""
+        fills: list[HoleState] = []
         for size in sizes:
             moved = None
             if tail is not None:  # each size reads the suffix head at its own positions
@@ -280,10 +279,19 @@ class Engine:
             state = states[-1] if states else None
             if state is None or not state.done or state.scores is None:
                 return None
-            score = float(fill_score(state.tokens, state.scores, pad)[0])
-            if best is None or score > best[0]:
-                best = (score, state)
-        return None if best is None else best[1]
+            fills.append(state)
+        if self.defaults.length_choice == "vote":
+            return self._voted(fills)
+        pad = self.tokenizer.special.pad
+        return max(fills, key=lambda state: float(fill_score(state.tokens, state.scores, pad)[0]))
+
+    def _voted(self, fills: list[HoleState]) -> HoleState:
+        """The fill whose text (row 0, pads dropped) most fills share; ties go to the larger hole. Where
+        lengths disagree, the text that several sizes reach is seldom the one a spare slot bent."""
+        pad = self.tokenizer.special.pad
+        texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for state in fills]
+        best = max(range(len(fills)), key=lambda index: (texts.count(texts[index]), index))  # sizes ascend
+        return fills[best]
 
     def _suffix_head_for(self, key: str, suffix: list[int], slots: int, prefix_length: int,
                          fresh: TailCache) -> TailCache:

@@ -19,6 +19,9 @@ from engine.types import ModelLoadError
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights"
 
 
+LENGTH_CHOICES = ("score", "vote")
+
+
 @dataclass(frozen=True)
 class GenerationDefaults:
     """Sampler defaults; a model directory's generation_config.json overrides them."""
@@ -38,6 +41,9 @@ class GenerationDefaults:
     # mask noise, with the probe: fill at these offsets from the probed hole size, one fill each, and keep
     # the one with the best mean log-probability of its committed text (length by likelihood; () = off)
     length_offsets: tuple[int, ...] = ()
+    # how one of those fills is kept: "score" (the best mean log-probability) or "vote" (the text most of the
+    # fills agree on; a tie goes to the larger hole's text, which has room for the whole fill)
+    length_choice: str = "score"
     # mask noise: the suffix head runs through the network every this many steps and its keys are reused
     # in between (1: every step, the exact computation; 0: only in a block's first step)
     suffix_refresh_steps: int = 1
@@ -64,6 +70,10 @@ class GenerationDefaults:
     t_min: float = 0.4
     stability_threshold: int = 1
     confidence_threshold: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.length_choice not in LENGTH_CHOICES:
+            raise ValueError(f"length_choice must be one of {LENGTH_CHOICES} (got {self.length_choice!r})")
 
     @classmethod
     def from_dict(cls, values: dict) -> GenerationDefaults:

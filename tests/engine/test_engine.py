@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from engine import Engine, EngineError, InfillRequest, ModelLoadError
 from engine.engine import WINDOW_STRIDE
+from engine.sampler import HoleState
 
 PREFIX = "def add(a, b):\n    total = a + b\n    return "
 SUFFIX = "\n\n\nclass Stack:\n    def push(self, item):\n        self.items.append(item)\n"
@@ -237,6 +238,35 @@ def test_length_by_likelihood_keeps_the_best_scored_of_the_candidate_sizes(
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2, 20))
     final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
     assert final is not None and final.slots == (8 if prefer == "shorter" else 24)
+
+
+def test_length_by_vote_keeps_the_text_most_sizes_agree_on(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.engine as engine_module
+
+    scripted_probe(engine, [10], monkeypatch)
+    # each size fills its hole with a scripted text: sizes 8 and 12 agree, 10 differs, 14 agrees with none
+    texts = {8: [5, 6, 7], 10: [5, 9], 12: [5, 6, 7], 14: [4]}
+    pad = engine.tokenizer.special.pad
+
+    def scripted(denoiser, sampler, state, cancel=None):
+        size = state.tokens.shape[1]
+        tokens = torch.full_like(state.tokens, pad)
+        tokens[:, : len(texts[size])] = torch.tensor(texts[size])
+        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
+                        torch.zeros(tokens.shape))
+
+    monkeypatch.setattr(engine_module, "denoise_hole", scripted)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2, 4), length_choice="vote")
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert final is not None and final.slots == 12, "the larger of the two agreeing sizes"
+    assert final.text == engine.tokenizer.decode([5, 6, 7])
+
+
+def test_length_choice_must_be_known() -> None:
+    from engine.model_dir import GenerationDefaults
+
+    with pytest.raises(ValueError, match="length_choice"):
+        GenerationDefaults.from_dict({"length_choice": "longest"})
 
 
 def test_length_offsets_from_json_lists_become_a_tuple() -> None:
