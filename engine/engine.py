@@ -232,10 +232,11 @@ class Engine:
                 fitted, guess = self.probe_length(denoiser, slots)
             if self.defaults.length_offsets:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                best = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
-                if best is not None:
-                    texts = tuple(self.tokenizer.decode(best.guess[row].tolist()) for row in range(batch))
-                    yield Refinement(step + 1, texts, int(best.committed[0].sum()), best.tokens.shape[1], True)
+                fills = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
+                for state, chosen in fills:  # the first size's steps stream as drafts, then the chosen fill
+                    step += 1
+                    texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
+                    yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], chosen)
                 return
         done_text: list[list[int]] = [[] for _ in range(batch)]
         for index, block_slots in enumerate(blocks):
@@ -264,34 +265,45 @@ class Engine:
 
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
                        sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
-                       cancel: threading.Event | None) -> HoleState | None:
-        """Fill the hole at each size in `sizes` and keep one fill by `length_choice` (row 0 decides); None if
-        cancelled. `tail` holds the suffix head's keys for a hole of `slots`."""
-        fills: list[HoleState] = []
-        for size in sizes:
+                       cancel: threading.Event | None) -> Iterator[tuple[HoleState, bool]]:
+        """Fill the hole at sizes from `sizes` and keep one fill by `length_choice` (row 0 decides). Yields
+        (state, False) after each step of the first fill, so that the user sees it form, then (the kept fill,
+        True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`.
+
+        A vote fills the sizes nearest `slots` first and stops once one text holds a majority of `sizes`:
+        no later fill can change the outcome, and agreeing sizes are the common case."""
+        vote = self.defaults.length_choice == "vote"
+        fills: list[tuple[int, HoleState]] = []
+        for size in sorted(sizes, key=lambda size: (abs(size - slots), size)) if vote else sizes:
             moved = None
             if tail is not None:  # each size reads the suffix head at its own positions
                 moved = tail.copy()
                 moved.move(size - slots)
             denoiser = self.canvas_denoiser(cache, suffix, moved)
             sampler = self.make_sampler(size, steps, request.seed)
-            states = list(denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel))
-            state = states[-1] if states else None
+            state = None
+            for state in denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel):
+                if not fills and not state.done:
+                    yield state, False
             if state is None or not state.done or state.scores is None:
-                return None
-            fills.append(state)
-        if self.defaults.length_choice == "vote":
-            return self._voted(fills)
+                return  # cancelled
+            fills.append((size, state))
+            if vote and self._votes(fills)[-1] > len(sizes) // 2:
+                break
+        if vote:
+            votes = self._votes(fills)
+            best = max(range(len(fills)), key=lambda index: (votes[index], fills[index][0]))  # ties: larger hole
+            yield fills[best][1], True
+            return
         pad = self.tokenizer.special.pad
-        return max(fills, key=lambda state: float(fill_score(state.tokens, state.scores, pad)[0]))
+        yield max(fills, key=lambda fill: float(fill_score(fill[1].tokens, fill[1].scores, pad)[0]))[1], True
 
-    def _voted(self, fills: list[HoleState]) -> HoleState:
-        """The fill whose text (row 0, pads dropped) most fills share; ties go to the larger hole. Where
-        lengths disagree, the text that several sizes reach is seldom the one a spare slot bent."""
+    def _votes(self, fills: list[tuple[int, HoleState]]) -> list[int]:
+        """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the
+        text that several sizes reach is seldom the one a spare slot bent."""
         pad = self.tokenizer.special.pad
-        texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for state in fills]
-        best = max(range(len(fills)), key=lambda index: (texts.count(texts[index]), index))  # sizes ascend
-        return fills[best]
+        texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for _, state in fills]
+        return [texts.count(text) for text in texts]
 
     def _suffix_head_for(self, key: str, suffix: list[int], slots: int, prefix_length: int,
                          fresh: TailCache) -> TailCache:

@@ -250,16 +250,39 @@ def test_length_by_vote_keeps_the_text_most_sizes_agree_on(engine: Engine, monke
 
     def scripted(denoiser, sampler, state, cancel=None):
         size = state.tokens.shape[1]
+        yield HoleState(state.tokens, state.committed, state.tokens, None, 1, False)  # a step before the end
         tokens = torch.full_like(state.tokens, pad)
         tokens[:, : len(texts[size])] = torch.tensor(texts[size])
-        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
+        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 2, True,
                         torch.zeros(tokens.shape))
 
     monkeypatch.setattr(engine_module, "denoise_hole", scripted)
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2, 4), length_choice="vote")
+    refinements = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True)))
+    # the probe's draft, the first size's step (only the first size streams), the vote's fill
+    assert [(r.slots, r.done) for r in refinements] == [(10, False), (10, False), (12, True)]
+    assert refinements[-1].text == engine.tokenizer.decode([5, 6, 7]), "the larger of the two agreeing sizes"
+
+
+def test_a_vote_stops_once_one_text_holds_a_majority(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.engine as engine_module
+
+    scripted_probe(engine, [10], monkeypatch)
+    pad = engine.tokenizer.special.pad
+    filled: list[int] = []
+
+    def same_text(denoiser, sampler, state, cancel=None):
+        filled.append(state.tokens.shape[1])
+        tokens = torch.full_like(state.tokens, pad)
+        tokens[:, :2] = torch.tensor([5, 6])
+        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
+                        torch.zeros(tokens.shape))
+
+    monkeypatch.setattr(engine_module, "denoise_hole", same_text)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, -1, 0, 1, 2), length_choice="vote")
     final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
-    assert final is not None and final.slots == 12, "the larger of the two agreeing sizes"
-    assert final.text == engine.tokenizer.decode([5, 6, 7])
+    assert filled == [10, 9, 11], "the probed size first, then its neighbours; 3 of 5 agreeing ends the vote"
+    assert final is not None and final.slots == 11 and final.text == engine.tokenizer.decode([5, 6])
 
 
 def test_length_choice_must_be_known() -> None:
