@@ -199,15 +199,17 @@ class Engine:
         step = 0
         tail = self.new_tail(suffix) if len(blocks) == 1 else None
         probing = fit and self.backend.noise == "mask" and len(blocks) == 1
-        if probing and tail is not None and self.defaults.suffix_head_across_fills:
+        # a fill before the same suffix and hole size as the document's last one reads that fill's suffix head
+        keeps_head = tail is not None and self.defaults.suffix_head_across_fills and self.backend.noise == "mask"
+        if keeps_head:
             tail = self._suffix_head_for(key, suffix_ids, slots, len(prefix), tail)
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
         denoise_steps = request.steps  # sized by the caller for the hole it asked for
         if probing:
             budget = slots
             fitted, guess = self.probe_length(denoiser, slots)
-            if tail is not None and self.defaults.suffix_head_across_fills:
-                self.prefix_cache.keep_suffix_head(key, KeptSuffixHead(tuple(suffix_ids), slots, len(prefix), tail.copy()))
+            if keeps_head:
+                self._keep_suffix_head(key, suffix_ids, slots, len(prefix), tail)
             rounds = 0
             while True:
                 shrunk = fitted < slots
@@ -248,6 +250,8 @@ class Engine:
             start = sampler.start(batch, block_slots, self.backend.device)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, start, cancel):
+                if keeps_head and not probing and step == 0:  # the first pass filled the tail
+                    self._keep_suffix_head(key, suffix_ids, slots, len(prefix), tail)
                 step += 1
                 texts = tuple(
                     self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
@@ -304,6 +308,11 @@ class Engine:
         pad = self.tokenizer.special.pad
         texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for _, state in fills]
         return [texts.count(text) for text in texts]
+
+    def _keep_suffix_head(self, key: str, suffix: list[int], slots: int, prefix_length: int,
+                          tail: TailCache | None) -> None:
+        if tail is not None:
+            self.prefix_cache.keep_suffix_head(key, KeptSuffixHead(tuple(suffix), slots, prefix_length, tail.copy()))
 
     def _suffix_head_for(self, key: str, suffix: list[int], slots: int, prefix_length: int,
                          fresh: TailCache) -> TailCache:

@@ -51,8 +51,9 @@ class GenerationDefaults:
     # with the suffix head kept: a probe that shrinks the hole moves its kept keys to their new positions
     # instead of running the head again in the first step
     probe_moves_suffix_head: bool = False
-    # with the suffix head kept: a document's next probe before the same suffix reuses its last probe's
-    # keys, moved to their new positions, and runs the hole slots alone (keys that lag the edit)
+    # with the suffix head kept: a document's next fill before the same suffix and hole size reuses the keys
+    # of its last fill's first pass (a probe, or a multi-line fill's first step), moved to their new
+    # positions, and runs the hole slots alone (keys that lag the edit)
     suffix_head_across_fills: bool = False
     # mask noise: the last layer, LM head and sampler run on still-masked slots only (exact: a committed
     # slot's logits are never read)

@@ -164,6 +164,29 @@ def test_a_document_keeps_its_suffix_head_for_the_next_probe_before_the_same_suf
     assert seen.count(6 + len(engine.suffix_ids("\nother()\n"))) == 1
 
 
+def test_an_unprobed_fill_keeps_its_first_pass_suffix_head_for_the_next_fill(tiny_model_dir: Path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, suffix_head_across_fills=True)
+    model = engine.backend.model
+    seen: list[int] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(ids.shape[1]) or embed(ids))
+    suffix = "\nprint(x)\n"
+    full_canvas = 12 + len(engine.suffix_ids(suffix))
+
+    first = engine.complete(InfillRequest("x = ", suffix, max_tokens=12, cache_key="doc", fit_length=False))
+    assert seen.count(full_canvas) == 1  # the first fill's first pass runs the suffix head
+    again = engine.complete(InfillRequest("x = ", suffix, max_tokens=12, cache_key="doc", fit_length=False))
+    assert seen.count(full_canvas) == 1, "the second fill ran its hole slots alone"
+    assert again is not None and first is not None and again.text == first.text
+    engine.complete(InfillRequest("x = ", suffix, max_tokens=10, cache_key="doc", fit_length=False))
+    assert seen.count(10 + len(engine.suffix_ids(suffix))) == 1, "another hole size: the head runs again"
+
+
 def test_logits_of_chosen_rows_equal_those_rows_of_the_full_pass(model_and_cache) -> None:
     model, cache, engine = model_and_cache
     mask = engine.tokenizer.special.mask
