@@ -274,11 +274,12 @@ class Engine:
         (state, False) after each step of the first fill, so that the user sees it form, then (the kept fill,
         True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`.
 
-        A vote fills the sizes nearest `slots` first and stops once one text holds a majority of `sizes`:
-        no later fill can change the outcome, and agreeing sizes are the common case."""
+        The sizes nearest `slots` go first (the user sees the probed size's fill form). A vote stops once one
+        text holds a majority of `sizes`: no later fill can change the outcome, and agreeing sizes are the
+        common case."""
         vote = self.defaults.length_choice == "vote"
         fills: list[tuple[int, HoleState]] = []
-        for size in sorted(sizes, key=lambda size: (abs(size - slots), size)) if vote else sizes:
+        for size in sorted(sizes, key=lambda size: (abs(size - slots), size)):
             moved = None
             if tail is not None:  # each size reads the suffix head at its own positions
                 moved = tail.copy()
