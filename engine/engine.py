@@ -145,7 +145,9 @@ class Engine:
             ids = ids[:-1]  # the last token may be cut mid-word
         return ids[:head]
 
-    def make_sampler(self, slots: int, steps: int | None, seed: int, independent_rows: bool = False) -> Sampler:
+    def make_sampler(self, slots: int, steps: int | None, seed: int, independent_rows: bool = False,
+                     spare: int = 0) -> Sampler:
+        """`spare`: slots at the hole's right end beyond the probed length (see margin_in_order)."""
         generator = torch.Generator().manual_seed(seed)
         if self.backend.noise == "uniform":
             # noise only from ids the tokenizer knows (the checkpoint's table can be larger, e.g. image ids)
@@ -169,6 +171,7 @@ class Engine:
             # kept hole keys save work only where the pass knows which slots' logits are read
             masked_rows_only=self.defaults.masked_rows_only or self.defaults.hole_refresh_steps != 1,
             inner_pads=self.defaults.inner_pads,
+            ordered_tail=spare if self.defaults.margin_in_order else 0,
         )
 
     # ---- filling ----------------------------------------------------------------------------
@@ -205,6 +208,7 @@ class Engine:
             tail = self._suffix_head_for(key, suffix_ids, slots, len(prefix), tail)
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
         denoise_steps = request.steps  # sized by the caller for the hole it asked for
+        spare = 0  # slots beyond the probed length
         if probing:
             budget = slots
             fitted, guess = self.probe_length(denoiser, slots)
@@ -225,6 +229,7 @@ class Engine:
                         denoise_steps = max(1, math.ceil(denoise_steps * fitted / slots))
                     slots, blocks = fitted, [fitted]
                     denoiser = self.canvas_denoiser(cache, suffix, tail)
+                spare = max(0, slots - len(guess))
                 # a probe is a full forward over the hole: its guess is a draft the user sees
                 step += 1
                 yield Refinement(step, (self.tokenizer.decode(guess),) * batch, 0, slots, False)
@@ -234,7 +239,8 @@ class Engine:
                 fitted, guess = self.probe_length(denoiser, slots)
             if self.defaults.length_offsets:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                fills = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel)
+                fills = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel,
+                                            slots - spare)
                 for state, chosen in fills:  # the first size's steps stream as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
@@ -246,7 +252,7 @@ class Engine:
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
                 tail = self.new_tail(suffix) if final_block else None
                 denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0], tail)
-            sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index)
+            sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index, spare=spare)
             start = sampler.start(batch, block_slots, self.backend.device)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, start, cancel):
@@ -269,10 +275,11 @@ class Engine:
 
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
                        sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
-                       cancel: threading.Event | None) -> Iterator[tuple[HoleState, bool]]:
+                       cancel: threading.Event | None, probed: int) -> Iterator[tuple[HoleState, bool]]:
         """Fill the hole at sizes from `sizes` and keep one fill by `length_choice` (row 0 decides). Yields
         (state, False) after each step of the first fill, so that the user sees it form, then (the kept fill,
-        True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`.
+        True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`; `probed`
+        is the probe's length (without the margin).
 
         The sizes nearest `slots` go first (the user sees the probed size's fill form). A vote stops once one
         text holds a majority of `sizes`: no later fill can change the outcome, and agreeing sizes are the
@@ -285,7 +292,7 @@ class Engine:
                 moved = tail.copy()
                 moved.move(size - slots)
             denoiser = self.canvas_denoiser(cache, suffix, moved)
-            sampler = self.make_sampler(size, steps, request.seed)
+            sampler = self.make_sampler(size, steps, request.seed, spare=max(0, size - probed))
             state = None
             for state in denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel):
                 if not fills and not state.done:

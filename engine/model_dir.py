@@ -65,6 +65,10 @@ class GenerationDefaults:
     # mask noise: pads may also be committed left of committed text, not only from the hole's right end
     # (ConfidenceCommit); for models trained with pad runs inside the middle (examples.place_pads)
     inner_pads: bool = False
+    # mask noise, with the probe: the margin's slots take text only left to right, each once its left
+    # neighbour holds text, so that a fill cannot anchor its last token (a line's `;`) at the hole's far end
+    # and be forced to write text into the slots between
+    margin_in_order: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

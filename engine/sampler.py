@@ -116,6 +116,7 @@ class ConfidenceCommit:
         independent_rows: bool = False,
         masked_rows_only: bool = False,
         inner_pads: bool = False,
+        ordered_tail: int = 0,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -126,6 +127,8 @@ class ConfidenceCommit:
         self.independent_rows = independent_rows
         self.masked_rows_only = masked_rows_only
         self.inner_pads = inner_pads
+        # the hole's last `ordered_tail` slots take text only left to right (see GenerationDefaults.margin_in_order)
+        self.ordered_tail = ordered_tail
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -166,6 +169,18 @@ class ConfidenceCommit:
             return values
         return fill.clone().index_copy_(1, rows, values.to(fill.dtype))
 
+    def _text_allowed(self, state: HoleState) -> torch.Tensor:
+        """bool (B, S): slots where a text token may be committed now. In the ordered tail, only a slot whose
+        left neighbour already holds committed text."""
+        allowed = torch.ones_like(state.committed)
+        if self.ordered_tail <= 0:
+            return allowed
+        slots = state.committed.shape[1]
+        left_text = state.committed & (state.tokens != self.pad)  # (B, S)
+        start = max(slots - self.ordered_tail, 1)
+        allowed[:, start:] = left_text[:, start - 1 : -1]
+        return allowed
+
     def update(self, state: HoleState, logits: torch.Tensor, rows: torch.Tensor | None = None) -> HoleState:
         """logits (B, S, V), or (B, R, V) for the slots `rows` (every slot not in `rows` is committed)."""
         token, confidence = self._choose(logits)
@@ -178,7 +193,8 @@ class ConfidenceCommit:
             pad_ok = right_run(state.committed | (guess == self.pad))
         else:  # a pad may only extend the run at the right end
             pad_ok = right_pad_run(guess, self.pad)
-        eligible = free & ((token != self.pad) | pad_ok)
+        text_ok = self._text_allowed(state)
+        eligible = free & torch.where(token == self.pad, pad_ok, text_ok)
         last_step = state.step + 1 >= self.max_steps
 
         score = torch.where(eligible, confidence, torch.full_like(confidence, -math.inf))
@@ -196,7 +212,9 @@ class ConfidenceCommit:
             text_conf, text_token = torch.softmax(text_logits, -1).max(-1)
             text_conf = self._spread(text_conf, rows, unread)
             text_token = self._spread(text_token, rows, state.tokens)
-            best = torch.where(free, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
+            allowed = free & text_ok
+            allowed = torch.where(allowed.any(-1, keepdim=True), allowed, free)  # never stuck twice
+            best = torch.where(allowed, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
             batch_rows = stuck.nonzero()[:, 0]
             token[batch_rows, best[batch_rows]] = text_token[batch_rows, best[batch_rows]]
             confidence[batch_rows, best[batch_rows]] = text_conf[batch_rows, best[batch_rows]]

@@ -34,6 +34,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 HOLES_FILE = Path(__file__).resolve().parent / "eval_holes.jsonl.xz"
+# more single-line holes from the same held-out files (`cut --single-lines`), for length measures
+SINGLE_LINE_HOLES_FILE = HOLES_FILE.with_name("eval_holes_single.jsonl.xz")
+ARCHIVES = ("js_corpus.tar.xz", "js_corpus2.tar.xz", "py_corpus.tar.xz")
 LANGUAGES = ("python", "javascript", "typescript")
 KINDS = ("single_line", "multi_line", "random_span")
 
@@ -71,12 +74,7 @@ def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
     candidates = _code_lines(lines)
     if len(candidates) < 10:
         return
-    # single line: the cursor somewhere in the first half of a line's content, the rest of the line is the hole
-    index = rng.choice(candidates)
-    line = lines[index]
-    indent = len(line) - len(line.lstrip())
-    column = rng.randint(indent, indent + (len(line) - indent) // 2)
-    begin, end = starts[index] + column, starts[index] + len(line)
+    begin, end = _single_line_span(rng, lines, starts, rng.choice(candidates))
     yield Hole(f"{path}#single", language, "single_line", text[:begin], text[begin:end], text[end:])
     # multi line: 2-8 whole lines from the start of a line's content
     first = rng.choice(candidates)
@@ -92,7 +90,39 @@ def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
     yield Hole(f"{path}#span", language, "random_span", text[:begin], text[begin:end], text[end:])
 
 
-def held_out_here(manifest: Path, js_archive: Path) -> list[dict]:
+def _single_line_span(rng: random.Random, lines: list[str], starts: list[int], index: int) -> tuple[int, int]:
+    """The cursor somewhere in the first half of line `index`'s content; the rest of the line is the hole."""
+    line = lines[index]
+    indent = len(line) - len(line.lstrip())
+    column = rng.randint(indent, indent + (len(line) - indent) // 2)
+    return starts[index] + column, starts[index] + len(line)
+
+
+def more_single_lines(path: str, language: str, text: str, count: int) -> Iterator[Hole]:
+    """Up to `count` further single-line holes from a file, on lines other than `cut_holes`' own (a second
+    generator, so the first holes stay as they were): a larger set for measures that hinge on a few holes."""
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    candidates = _code_lines(lines)
+    if len(candidates) < 10:
+        return
+    taken = {_single_line_span(rng, lines, starts, rng.choice(candidates))[0]}  # cut_holes' draw, replayed
+    more = random.Random(f"more:{hashlib.sha256(text.encode()).hexdigest()}")
+    for index in more.sample(candidates, min(len(candidates), 4 * count)):
+        begin, end = _single_line_span(more, lines, starts, index)
+        if begin in taken or any(abs(begin - other) < 200 for other in taken):  # distinct neighbourhoods
+            continue
+        taken.add(begin)
+        yield Hole(f"{path}#single{len(taken) - 1}", language, "single_line", text[:begin], text[begin:end],
+                   text[end:])
+        if len(taken) > count:
+            return
+
+
+def held_out_here(manifest: Path, archives: list[Path]) -> list[dict]:
     """Held-out files rebuilt on this machine: every local source file (this Python's standard library
     and installed packages, the packed JavaScript) whose content hash the training manifest lists as `eval`. Identical bytes
     mean the file was held out where the model trained; anything else is left out, so no near-copy of
@@ -101,7 +131,8 @@ def held_out_here(manifest: Path, js_archive: Path) -> list[dict]:
 
     with lzma.open(manifest, "rt", encoding="utf-8") as handle:
         held_out = {row["sha256"] for row in map(json.loads, handle) if row["split"] == "eval"}
-    files = [*stdlib_files(), *site_package_files(), *unpack_js(js_archive)]
+    files = [*stdlib_files(), *site_package_files()]
+    files += [file for archive in archives if archive.is_file() for file in unpack_js(archive)]
     return [{"path": f.path, "lang": f.language, "text": f.text} for f in files if f.sha256 in held_out]
 
 
@@ -114,16 +145,22 @@ def language_of(path: str, corpus_language: str | None) -> str | None:
     return corpus_language
 
 
-def cut(rows: list[dict], out: Path, per_language: int) -> None:
+def cut(rows: list[dict], out: Path, per_language: int, single_lines: int = 0) -> None:
+    """`per_language` files' holes of every kind per language; with `single_lines`, that many further
+    single-line holes per file instead (`more_single_lines`)."""
     by_language: dict[str, list[Hole]] = defaultdict(list)
+    per_file = single_lines or len(KINDS)
     rows.sort(key=lambda row: hashlib.sha256(row["path"].encode()).hexdigest())  # a fixed, unbiased order
     for row in rows:
         language = language_of(row["path"], row.get("lang"))
-        if language not in LANGUAGES or len(by_language[language]) >= per_language * len(KINDS):
+        if language not in LANGUAGES or len(by_language[language]) >= per_language * per_file:
             continue
         if len(row["text"]) > 200_000:
             continue
-        by_language[language].extend(cut_holes(row["path"], language, row["text"]))
+        if single_lines:
+            by_language[language].extend(more_single_lines(row["path"], language, row["text"], single_lines))
+        else:
+            by_language[language].extend(cut_holes(row["path"], language, row["text"]))
     with lzma.open(out, "wt", encoding="utf-8") as sink:
         for holes in by_language.values():
             for hole in holes:
@@ -281,9 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     source = make.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", type=Path, help="folder with eval.jsonl (where the corpus was built)")
     source.add_argument("--manifest", type=Path, help="training manifest: rebuild the held-out files here")
-    make.add_argument("--js", type=Path, default=Path(".device/js_corpus.tar.xz"), help="with --manifest")
+    make.add_argument("--js", type=Path, nargs="+", default=[Path(".device") / name for name in ARCHIVES],
+                      help="with --manifest: the packed archives (default: those of .device/ that exist)")
     make.add_argument("--out", type=Path, default=HOLES_FILE)
     make.add_argument("--per-language", type=int, default=200, help="files per language")
+    make.add_argument("--single-lines", type=int, default=0,
+                      help="cut this many further single-line holes per file instead of one of each kind")
     fill = commands.add_parser("run", help="fill the holes and score them")
     fill.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     fill.add_argument("--device", default="cpu")
@@ -308,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows = [json.loads(line) for line in handle]
         else:
             rows = held_out_here(args.manifest, args.js)
-        cut(rows, args.out, args.per_language)
+        cut(rows, args.out, args.per_language, args.single_lines)
     else:
         if unknown := sorted(set(args.kinds) - set(KINDS)):
             parser.error(f"--kinds: unknown {', '.join(unknown)} (use {', '.join(KINDS)})")

@@ -89,6 +89,26 @@ def test_without_inner_pads_a_gap_left_of_committed_text_gets_text() -> None:
     assert not (state.committed & (state.tokens == PAD)).any()
 
 
+def test_an_ordered_tail_takes_text_only_right_of_committed_text() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), ordered_tail=2)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    # the far end's `;` is the most certain slot, but slot 2 is still free: the tail waits
+    state = sampler.update(state, peaked([4, 5, 6, 7], [0.5, 0.6, 0.4, 0.99]))
+    assert state.committed.tolist() == [[False, True, False, False]]
+    state = sampler.update(state, peaked([4, 5, 6, 7], [0.5, 0.6, 0.4, 0.99]))
+    assert state.committed.tolist() == [[True, True, False, False]]
+    # slot 1 holds text: slot 2 may take text now, and slot 3 once slot 2 does
+    state = sampler.update(state, peaked([4, 5, 6, 7], [0.5, 0.6, 0.4, 0.99]))
+    assert state.committed.tolist() == [[True, True, True, False]]
+
+
+def test_an_ordered_tail_still_ends_with_pads_from_the_right() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), ordered_tail=2)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, PAD, PAD], [0.5, 0.6, 0.97, 0.99]))
+    assert state.committed[0, 2:].all() and state.tokens[0, 2:].tolist() == [PAD, PAD]
+
+
 def test_trailing_pads_are_committed_together_when_certain() -> None:
     sampler = commit_sampler(steps=4)
     state = sampler.start(1, 5, torch.device("cpu"))
