@@ -269,9 +269,9 @@ class DiffusionGemmaBackend:
         T = ids.shape[0]
         if T == 0:
             return
-        ids = ids.to(self.device)[None]  # (1, T)
-        with self._between_products():
-            self._extend(cache, ids, start)
+        # on all threads, unlike the canvas pass: a prefix's element-wise work is large enough to share
+        # (1,498 tokens: 19.9 ms against 23.1 on one thread between products; never slower from 32 tokens up)
+        self._extend(cache, ids.to(self.device)[None], start)
 
     def _extend(self, cache: DiffusionGemmaKV, ids: torch.Tensor, start: int) -> None:
         """`extend` of ids (1, T)."""
