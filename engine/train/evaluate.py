@@ -64,14 +64,19 @@ def _code_lines(lines: list[str]) -> list[int]:
     return keep
 
 
-def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
-    """One hole of each kind from a file, chosen by a generator seeded with the file's content."""
-    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+def _lines(text: str) -> tuple[list[str], list[int], list[int]]:
+    """A file's lines, each line's start offset (and the end's), and the lines worth completing."""
     lines = text.split("\n")
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
-    candidates = _code_lines(lines)
+    return lines, starts, _code_lines(lines)
+
+
+def cut_holes(path: str, language: str, text: str) -> Iterator[Hole]:
+    """One hole of each kind from a file, chosen by a generator seeded with the file's content."""
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    lines, starts, candidates = _lines(text)
     if len(candidates) < 10:
         return
     begin, end = _single_line_span(rng, lines, starts, rng.choice(candidates))
@@ -102,11 +107,7 @@ def more_single_lines(path: str, language: str, text: str, count: int) -> Iterat
     """Up to `count` further single-line holes from a file, on lines other than `cut_holes`' own (a second
     generator, so the first holes stay as they were): a larger set for measures that hinge on a few holes."""
     rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
-    lines = text.split("\n")
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line) + 1)
-    candidates = _code_lines(lines)
+    lines, starts, candidates = _lines(text)
     if len(candidates) < 10:
         return
     taken = {_single_line_span(rng, lines, starts, rng.choice(candidates))[0]}  # cut_holes' draw, replayed

@@ -39,7 +39,7 @@ from engine.train.evaluate import (
     ARCHIVES,
     SINGLE_LINE_HOLES_FILE,
     Hole,
-    _code_lines,
+    _lines,
     _single_line_span,
     fill_all,
     language_of,
@@ -76,13 +76,9 @@ def training_holes(count: int, seed: int = 7) -> list[Hole]:
     rng.shuffle(files)
     holes: list[Hole] = []
     for path, language, text in files:
-        lines = text.split("\n")
-        candidates = _code_lines(lines)
+        lines, starts, candidates = _lines(text)
         if len(candidates) < 10:
             continue
-        starts = [0]
-        for line in lines:
-            starts.append(starts[-1] + len(line) + 1)
         for index in range(2):
             begin, end = _single_line_span(rng, lines, starts, rng.choice(candidates))
             holes.append(Hole(f"{path}#train{index}", language, "single_line", text[:begin], text[begin:end], text[end:]))
