@@ -94,6 +94,10 @@ class Engine:
         torch_device = pick_device(device)
         report(f"loading {model_type} weights on {torch_device.type}", 0.2)
         backend = load_backend(model_dir, torch_device, model_type, dtype)
+        warm_up = getattr(backend, "warm_up", None)  # a backend with compiled passes compiles them here
+        if warm_up is not None:
+            report("warming up", 0.6)
+            warm_up()
         report("loading tokenizer", 0.8)
         special = _special_tokens(config, backend, model_dir)
         tokenizer = CodeTokenizer.from_file(model_dir / "tokenizer.json", special)

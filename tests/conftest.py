@@ -10,6 +10,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # float32 matrix products unless a test asks for bf16: the exact-computation checks use float32 tolerances,
 # and the load-time timing that picks the CPU dtype must not make them depend on the machine or its load
 os.environ.setdefault("DGEM_INFILL_DTYPE", "float32")
+# eager DiffusionGemma passes unless a test compiles them: compiling at each load takes seconds on two cores
+os.environ.setdefault("DGEM_INFILL_COMPILE", "off")
 
 from pathlib import Path  # noqa: E402
 

@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer
 
 from engine.backends import load_backend
-from engine.backends.diffusion_gemma import DiffusionGemmaBackend, DiffusionGemmaKV, soft_cap_
+from engine.backends.diffusion_gemma import COMPILE_ENV, DiffusionGemmaBackend, DiffusionGemmaKV, soft_cap_
 from engine.testing import write_tiny_diffusion_gemma
 from engine.types import ModelLoadError
 
@@ -162,6 +162,43 @@ def test_compiled_canvas_pass_matches_transformers_forward(compiled: DiffusionGe
         ours = compiled.denoise(encoded(compiled, prefix), canvas, 5, self_condition)
         theirs = reference_logits(compiled, prefix, canvas, 5, self_condition)
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_passes_are_compiled_by_default_on_a_cpu_and_the_switch_says_otherwise(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = torch.device("cpu")
+    for value, expected in [(None, True), ("auto", True), ("on", True), ("off", False)]:
+        if value is None:
+            monkeypatch.delenv(COMPILE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(COMPILE_ENV, value)
+        assert DiffusionGemmaBackend.load(str(model_dir), cpu, torch.float32).compiled is expected
+    assert DiffusionGemmaBackend.load(str(model_dir), cpu, torch.float32, compiled=False).compiled is False
+    monkeypatch.setenv(COMPILE_ENV, "sometimes")
+    with pytest.raises(ModelLoadError, match=COMPILE_ENV):
+        DiffusionGemmaBackend.load(str(model_dir), cpu, torch.float32)
+
+
+def test_after_warm_up_no_fill_compiles_and_every_result_is_transformers_forward(model_dir: Path) -> None:
+    """Prefix lengths, canvases, holes and keystrokes the warm-up never saw reuse its graphs."""
+    warmed = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.float32, compiled=True)
+    warmed.warm_up()
+    compiled_frames = torch._dynamo.utils.counters["frames"]["ok"]
+    prefix = tokens(40, seed=60)
+    cache = warmed.new_cache()
+    for size in (30, 1, 2, 1):  # a new document, then keystrokes
+        warmed.extend(cache, prefix[cache.length : cache.length + size], cache.length)
+        for length, hole in [(12, 5), (21, 13)]:
+            canvas = tokens(length, seed=61 + length)[None]
+            first = warmed.denoise(cache, canvas, hole)
+            signal = first * 0.5  # what the sampler feeds back: a normal tensor, not an inference one
+            conditioned = warmed.denoise(cache, canvas, hole, signal)
+            seen = prefix[: cache.length]
+            torch.testing.assert_close(first, reference_logits(warmed, seen, canvas, hole), rtol=1e-4, atol=1e-5)
+            theirs = reference_logits(warmed, seen, canvas, hole, signal)
+            torch.testing.assert_close(conditioned, theirs, rtol=1e-4, atol=1e-5)
+    assert torch._dynamo.utils.counters["frames"]["ok"] == compiled_frames
 
 
 @pytest.mark.parametrize("pieces", [(23,), (5, 17, 1)])

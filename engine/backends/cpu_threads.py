@@ -10,6 +10,7 @@ except the kernels wrapped by `all_threads` (matrix products, attention), which 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -60,3 +61,29 @@ def products_on_all_threads(modules: list[torch.nn.Module]) -> None:
     for module in modules:
         if not hasattr(module.forward, "all_threads"):
             module.forward = all_threads(module.forward)  # type: ignore[method-assign]
+
+
+def cheaper_on_one_thread(run: Callable[[], object], repeats: int = 5) -> bool:
+    """Whether `run` (a compiled pass, whose products and fused kernels cannot switch threads in between)
+    is at least as fast wholly on one thread as on the caller's threads: the best of `repeats` timings of
+    each, interleaved, so that a busy neighbour delays single runs, rarely all of one side; a first round of
+    each, untimed, compiles (compiled code is specialised to its thread count).
+
+    A small model's canvas pass is: waking a sleeping second thread for each of its kernels costs more than
+    the thread saves (the bench's DiffusionGemma checkpoint, width 256: 2.8 ms against 4.8 a pass); a wide
+    model's products are not."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return True
+    best = {1: float("inf"), threads: float("inf")}
+    for round_ in range(repeats + 1):
+        for count in best:
+            torch.set_num_threads(count)
+            try:
+                started = time.perf_counter()
+                run()
+                if round_ > 0:
+                    best[count] = min(best[count], time.perf_counter() - started)
+            finally:
+                torch.set_num_threads(threads)
+    return best[1] <= best[threads]

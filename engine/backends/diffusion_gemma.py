@@ -52,12 +52,19 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, DynamicCache
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import apply_rotary_pos_emb
 
-from engine.backends.cpu_threads import all_threads, one_thread_between_products, products_on_all_threads
+from engine.backends.cpu_threads import (
+    all_threads,
+    cheaper_on_one_thread,
+    one_thread_between_products,
+    products_on_all_threads,
+)
 from engine.backends.precision import chosen_dtype
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
 
 RotaryTables = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer type -> cos, sin (1, positions, d)
+
+COMPILE_ENV = "DGEM_INFILL_COMPILE"  # auto (the default: on a CPU) | on | off
 
 # transformers' DiffusionGemma generate() defaults, used where the checkpoint's generation config is silent
 DEFAULT_GENERATION = {
@@ -126,8 +133,9 @@ class DiffusionGemmaBackend:
 
         compiled: run the canvas pass (embedding to soft-capped logits) through torch.compile, which fuses
         the norms, rotary and activations between the same matrix products (logits within ~1e-6 of the eager
-        ones). Off by default: the first step of each new shape compiles for seconds (4-25 s on two CPU
-        cores), too long for an editor's first fill; it can be switched per call through `self.compiled`.
+        ones). The first step of each new shape compiles for seconds (4-25 s on two CPU cores), too long
+        for an editor's fill: `warm_up` compiles before the first one (`load` chooses, see there); it can be
+        switched per call through `self.compiled`.
         Under it the prefix pass runs each encoder layer's work before and after its attention compiled too,
         with a dynamic length (one compile serves longer prefixes; one- and two-token extends compile once
         more each, torch specialising size 1), and few experts run densely on any number of rows
@@ -154,6 +162,7 @@ class DiffusionGemmaBackend:
         self.compiled = compiled
         self._compiled_pass: Any = None  # made at the first compiled step
         self._compiled_prefix_steps: list[_PrefixSteps] | None = None  # made at the first compiled extend
+        self._compiled_on_one_thread = False  # timed by `warm_up` on a CPU
         self._attention: Callable[..., torch.Tensor] = F.scaled_dot_product_attention
         self._causal_attention: Callable[..., torch.Tensor] = _causal_attention
         self._soft_embedding: Callable[..., torch.Tensor] = torch.matmul
@@ -176,15 +185,27 @@ class DiffusionGemmaBackend:
         self._self_conditioning.linear = all_threads(F.linear)
 
     def _between_products(self) -> AbstractContextManager[None]:
-        """One thread between the products of an eager pass on a CPU (engine/backends/cpu_threads.py)."""
-        eager = self.device.type == "cpu" and not self.compiled
-        return one_thread_between_products() if eager else nullcontext()
+        """On a CPU: one thread between the products of an eager pass (engine/backends/cpu_threads.py); a
+        compiled canvas pass, whose products sit inside the graph, wholly on one thread where that was timed
+        faster by `warm_up`."""
+        if self.device.type != "cpu" or (self.compiled and not self._compiled_on_one_thread):
+            return nullcontext()
+        return one_thread_between_products()
 
     @classmethod
     def load(
-        cls, source: str | Path, device: torch.device, dtype: torch.dtype | str | None = None
+        cls,
+        source: str | Path,
+        device: torch.device,
+        dtype: torch.dtype | str | None = None,
+        compiled: bool | None = None,
     ) -> DiffusionGemmaBackend:
         """Load from a local model directory or a Hugging Face id (offline when HF_HUB_OFFLINE is set).
+
+        `compiled` (None: $DGEM_INFILL_COMPILE, else auto): run the passes under torch.compile (see
+        `__init__`); auto is on for a CPU, where it makes a fill 1.4-1.6x faster on the bench's checkpoint
+        (docs/BENCHMARKS.md, session 7), and off on a GPU. Compiled passes are compiled by `warm_up`, which
+        `Engine.load` calls before the first fill.
 
         `dtype`, the whole model's: a torch dtype, or float32 / bfloat16 / auto (None: $DGEM_INFILL_DTYPE,
         else auto). auto is bf16 on GPUs, and on a CPU bf16 where a timed matrix product of the model's
@@ -218,7 +239,40 @@ class DiffusionGemmaBackend:
             ).to(device)
         except Exception as error:
             raise _load_error(source, error) from None
-        return cls(model, device)
+        return cls(model, device, compiled=_compile_choice(device, compiled))
+
+    def warm_up(self) -> None:
+        """Compile the passes (when `compiled`) on the shapes fills take, so that no user's fill waits for a
+        compile: a new document's prefix, one- and two-token extends (keystrokes), and canvas passes at two
+        canvas sizes and two prefix lengths, after which torch.compile holds a graph for any size (a shape it
+        has not seen would otherwise compile for seconds in the middle of a fill). Random ids: the compiled
+        code does not depend on the values. Seconds to a minute on two CPU cores; torch keeps the compiled
+        kernels on disk, so a later start takes less."""
+        if not self.compiled:
+            return
+        generator = torch.Generator().manual_seed(0)
+
+        def ids(count: int) -> torch.Tensor:
+            return torch.randint(3, self.vocab_size, (count,), generator=generator)
+
+        cache = self.new_cache()
+        self.extend(cache, ids(2 * (self.window or self.canvas_length) + 1), 0)  # beyond a sliding window
+        if self.device.type == "cpu":  # compiled code is specialised to a thread count: one graph per count
+            canvas = ids(self.canvas_length)[None]
+            self._compiled_on_one_thread = cheaper_on_one_thread(
+                lambda: self.denoise(cache, canvas, self.canvas_length)
+            )
+        sizes = [
+            (self.canvas_length, self.canvas_length),
+            (self.canvas_length * 3 // 4, self.canvas_length // 2),
+        ]
+        for added in (1, 2):
+            for length, hole in sizes:
+                canvas = ids(length)[None]  # (1, C)
+                logits = self.denoise(cache, canvas, hole)  # the first step, then a self-conditioned one
+                # fed back as the sampler does: a normal tensor, not an inference one (another graph)
+                self.denoise(cache, canvas, hole, logits.clone())
+            self.extend(cache, ids(added), cache.length)
 
     # ---- what the sampler needs from the checkpoint ----------------------------------------------
 
@@ -347,14 +401,28 @@ class DiffusionGemmaBackend:
                 break
             seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
             keys, values = layer_kv  # (1, kv heads, L, d)
-            prefix.append((keys[:, :, L - seen :], values[:, :, L - seen :]) if seen < L else (keys, values))
+            if seen < L:
+                keys, values = keys[:, :, L - seen :], values[:, :, L - seen :]
+                if self.compiled:  # a view's strides depend on L: compiled code would recompile for each L
+                    keys, values = keys.contiguous(), values.contiguous()
+            # without the batch dimension, whose stride (not its size) compiled code would check for each L
+            prefix.append((keys[0], values[0]))  # (kv heads, L', d)
 
         canvas_pass = self._canvas_pass
+        conditioned = None if self_condition is None else self_condition.to(self.device)
         if self.compiled:
             if self._compiled_pass is None:
+                # one graph per thread count, first step or not, and (after `warm_up`) any size: more than
+                # torch's default of 8 graphs a function before it falls back to eager for good
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
                 self._compiled_pass = torch.compile(self._canvas_pass)
             canvas_pass = self._compiled_pass
-        conditioned = None if self_condition is None else self_condition.to(self.device)
+            # the prefix length, canvas and hole vary from fill to fill: one graph for all of them, not a
+            # static one first and then, at each dimension's first change, a recompile in a user's fill
+            for tensor, dim in [(canvas, 1), *((keys, 1) for pair in prefix for keys in pair)]:
+                torch._dynamo.maybe_mark_dynamic(tensor, dim)
+            if conditioned is not None:
+                torch._dynamo.maybe_mark_dynamic(conditioned, 1)
         with self._between_products():
             return canvas_pass(canvas, hole, conditioned, prefix, rotary)
 
@@ -388,7 +456,7 @@ class DiffusionGemmaBackend:
         for index, (layer, (cos, sin)) in enumerate(zip(self._decoder_layers, rotary, strict=True)):
             queries, keys, values = layer.project(layer.module.input_layernorm(x), cos, sin)
             if index < len(prefix):
-                prefix_keys, prefix_values = prefix[index]  # (1, kv heads, L', d)
+                prefix_keys, prefix_values = prefix[index]  # (kv heads, L', d)
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
                 values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
             out = self._attention(
@@ -654,6 +722,16 @@ def _masked_attention(
     if groups > 1:  # transformers repeats the key heads when it passes a mask
         keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
     return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
+
+
+def _compile_choice(device: torch.device, compiled: bool | None) -> bool:
+    """`compiled`, else $DGEM_INFILL_COMPILE: on, off, or auto (on for a CPU)."""
+    if compiled is not None:
+        return compiled
+    name = os.environ.get(COMPILE_ENV, "auto").strip().lower()
+    if name not in ("auto", "on", "off"):
+        raise ModelLoadError(f"${COMPILE_ENV}={name!r}: expected auto, on or off")
+    return name == "on" or (name == "auto" and device.type == "cpu")
 
 
 def _load_error(source: str, error: Exception) -> ModelLoadError:

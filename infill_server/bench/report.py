@@ -58,18 +58,23 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
             + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})"
         )
     ref = results["vs_reference"]
+    passes = ref.get("passes", "eager")
+    loaded = f", loaded with its passes compiled in {ref['load_s']:.0f}s" if "load_s" in ref else ""
     print(
         f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
-        f"{ref.get('dtype', 'float32')} both, "
-        f"reference {ref['ms']['reference']['p50']:.1f}ms, engine cold {ref['ms']['engine_cold']['p50']:.1f}ms "
-        f"(x{ref['speedup_cold']:.2f}), warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})"
+        f"{ref.get('dtype', 'float32')} both, reference {ref['ms']['reference']['p50']:.1f}ms, "
+        f"engine ({passes} passes{loaded if passes == 'compiled' else ''}) "
+        f"cold {ref['ms']['engine_cold']['p50']:.1f}ms (x{ref['speedup_cold']:.2f}), "
+        f"warm {ref['ms']['engine_warm']['p50']:.1f}ms (x{ref['speedup_warm']:.2f})"
     )
-    if "speedup_compiled_cold" in ref:
-        print(
-            f"    compiled passes, canvas and prefix (compiled in {ref['compile_s']:.0f}s, untimed): "
-            f"cold {ref['ms']['engine_compiled_cold']['p50']:.1f}ms (x{ref['speedup_compiled_cold']:.2f}), "
-            f"warm {ref['ms']['engine_compiled_warm']['p50']:.1f}ms (x{ref['speedup_compiled_warm']:.2f})"
-        )
+    for other in ("eager", "compiled"):
+        if f"speedup_{other}_cold" in ref:
+            compiled_in = f" (compiled in {ref['compile_s']:.0f}s, untimed)" if "compile_s" in ref else ""
+            print(
+                f"    {other} passes{compiled_in}: "
+                f"cold {ref['ms'][f'engine_{other}_cold']['p50']:.1f}ms (x{ref[f'speedup_{other}_cold']:.2f}), "
+                f"warm {ref['ms'][f'engine_{other}_warm']['p50']:.1f}ms (x{ref[f'speedup_{other}_warm']:.2f})"
+            )
     for name, ar in results["vs_autoregressive"].items():
         ms = ar["ms"]
         print(

@@ -10,7 +10,7 @@ import torch
 
 from engine import Engine
 from engine.backends.cpu_kernels import packing_works
-from engine.backends.cpu_threads import all_threads, one_thread_between_products
+from engine.backends.cpu_threads import all_threads, cheaper_on_one_thread, one_thread_between_products
 from engine.native import NativeModel
 
 
@@ -62,5 +62,20 @@ def test_products_get_the_callers_threads_and_the_rest_one() -> None:
             in_product = count()
             assert torch.get_num_threads() == 1  # back to one after the product
         assert (inside, in_product, torch.get_num_threads(), count()) == (1, 2, 2, 2)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_pass_is_timed_on_one_thread_and_on_the_callers_then_the_count_restored() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+        choice = cheaper_on_one_thread(lambda: seen.append(torch.get_num_threads()), repeats=3)
+        assert isinstance(choice, bool)
+        assert sorted(set(seen)) == [1, 2] and seen.count(1) == seen.count(2) == 4  # an untimed round each
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert cheaper_on_one_thread(lambda: seen.append(-1)) and seen[-1] != -1  # one thread: nothing to time
     finally:
         torch.set_num_threads(before)
