@@ -241,10 +241,10 @@ class Engine:
                     break
                 rounds += 1
                 fitted, guess = self.probe_length(denoiser, slots)
-            if self.defaults.length_offsets:
+            if self.defaults.length_offsets and budget <= self.defaults.length_offsets_max_slots:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
                 fills = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel,
-                                            slots - spare)
+                                            slots - spare, prefix[-1])
                 for state, chosen in fills:  # the first size's steps stream as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
@@ -279,11 +279,12 @@ class Engine:
 
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
                        sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
-                       cancel: threading.Event | None, probed: int) -> Iterator[tuple[HoleState, bool]]:
+                       cancel: threading.Event | None, probed: int, last_prefix_id: int,
+                       ) -> Iterator[tuple[HoleState, bool]]:
         """Fill the hole at sizes from `sizes` and keep one fill by `length_choice` (row 0 decides). Yields
         (state, False) after each step of the first fill, so that the user sees it form, then (the kept fill,
         True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`; `probed`
-        is the probe's length (without the margin).
+        is the probe's length (without the margin); `last_prefix_id` the cached prefix's last token.
 
         The sizes nearest `slots` go first (the user sees the probed size's fill form). A vote stops once one
         text holds a majority of `sizes`: no later fill can change the outcome, and agreeing sizes are the
@@ -311,8 +312,36 @@ class Engine:
             best = max(range(len(fills)), key=lambda index: (votes[index], fills[index][0]))  # ties: larger hole
             yield fills[best][1], True
             return
+        if self.defaults.length_choice == "likelihood":
+            scores = self._continuation_likelihoods(cache, last_prefix_id, [state for _, state in fills],
+                                                    request.suffix)
+            yield fills[max(range(len(fills)), key=lambda index: (scores[index], -index))][1], True
+            return
         pad = self.tokenizer.special.pad
         yield max(fills, key=lambda fill: float(fill_score(fill[1].tokens, fill[1].scores, pad)[0]))[1], True
+
+    def _continuation_likelihoods(self, cache: PrefixKV, last_prefix_id: int, fills: list[HoleState],
+                                  suffix: str) -> list[float]:
+        """For each fill (row 0), the causal pass's log-probability of its text followed by the rest of the
+        suffix's line, after the prefix. The candidates continue the same document, so the sums compare
+        across lengths with no normalisation, and the line's rest scores how well each fill joins it."""
+        score = getattr(self.backend, "continuation_logprobs", None)
+        if score is None:
+            raise EngineError(f"length_choice 'likelihood' needs a causal scoring pass, which the "
+                              f"{self.info.backend} backend lacks")
+        pad = self.tokenizer.special.pad
+        line_end = suffix.find("\n")
+        rest = suffix if line_end < 0 else suffix[: line_end + 1]
+        texts = [self.tokenizer.decode([token for token in state.tokens[0].tolist() if token != pad])
+                 for state in fills]
+        encoded = [self.tokenizer.encode(text + rest) for text in texts]
+        width = max(len(ids) for ids in encoded)
+        if width == 0:
+            return [0.0] * len(fills)
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row in encoded], device=self.backend.device)
+        counted = torch.tensor([[i < len(row) for i in range(width)] for row in encoded], device=self.backend.device)
+        logprobs = score(cache, last_prefix_id, ids)  # (K, T)
+        return logprobs.masked_fill(~counted, 0.0).sum(-1).tolist()
 
     def _votes(self, fills: list[tuple[int, HoleState]]) -> list[int]:
         """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the

@@ -19,7 +19,7 @@ from engine.types import ModelLoadError
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights"
 
 
-LENGTH_CHOICES = ("score", "vote")
+LENGTH_CHOICES = ("score", "vote", "likelihood")
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,14 @@ class GenerationDefaults:
     # mask noise, with the probe: fill at these offsets from the probed hole size, one fill each, and keep
     # the one with the best mean log-probability of its committed text (length by likelihood; () = off)
     length_offsets: tuple[int, ...] = ()
-    # how one of those fills is kept: "score" (the best mean log-probability) or "vote" (the text most of the
-    # fills agree on; a tie goes to the larger hole's text, which has room for the whole fill)
+    # how one of those fills is kept: "score" (the best mean log-probability), "vote" (the text most of the
+    # fills agree on; a tie goes to the larger hole's text, which has room for the whole fill) or
+    # "likelihood" (the causal pass's log-probability of the fill followed by the rest of the suffix's line:
+    # every candidate continues the same document, so the sums compare across lengths)
     length_choice: str = "score"
+    # length_offsets apply to holes asked with at most this many slots (single-line holes): a multi-line
+    # fill costs too much to repeat
+    length_offsets_max_slots: int = 32
     # mask noise: the suffix head runs through the network every this many steps and its keys are reused
     # in between (1: every step, the exact computation; 0: only in a block's first step)
     suffix_refresh_steps: int = 1

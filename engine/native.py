@@ -313,6 +313,30 @@ class NativeModel(nn.Module):
         return x
 
     @torch.inference_mode()
+    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (B, T) of continuations ids (B, T) of the cached prefix under the causal pass.
+
+        `last` is the cached prefix's last token: its state predicts ids[:, 0], and the cache holds only its
+        keys, so it runs again, at its own position. Rows may be right-padded (causal: a pad changes nothing
+        before it). The cache is read, never written.
+        """
+        B, T = ids.shape
+        L = cache.length - 1  # keys before `last`
+        run = torch.cat((torch.full((B, 1), last, dtype=ids.dtype, device=ids.device), ids[:, :-1]), dim=1)
+        positions = torch.arange(L, L + T, device=ids.device)[None].expand(B, T)
+        cos, sin = self.rotary(positions)
+        mask = torch.ones(T, L + T, dtype=torch.bool, device=ids.device).tril(L)  # (T, L + T): causal
+        x = self.embed_tokens(run)  # (B, T, D)
+        for block, kv in zip(self.blocks, cache.layers, strict=True):
+            q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
+            keys = torch.cat((kv.k[:, :, :L].expand(B, -1, -1, -1), k), dim=2)  # (B, H, L + T, E)
+            values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
+            x = x + block.attn.merge(block.attn.attend(q, keys, values, attn_mask=mask))
+            x = x + block.ffn(block.ffn_norm(x))
+        logprobs = torch.log_softmax(self.logits(x).float(), dim=-1)  # (B, T, V)
+        return logprobs.gather(-1, ids[..., None])[..., 0]
+
+    @torch.inference_mode()
     def denoise(
         self,
         cache: NativeKV,

@@ -65,6 +65,11 @@ class NativeBackend:
     def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
         self.model.extend(cache, ids.to(self.device), start)
 
+    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) after the cached prefix ending in token `last` -> their log-probabilities (B, T)."""
+        with self._between_products():
+            return self.model.continuation_logprobs(cache, last, ids.to(self.device))
+
     def new_tail(self) -> TailKV:
         return TailKV(self.model.rotary)
 

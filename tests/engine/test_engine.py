@@ -285,6 +285,59 @@ def test_a_vote_stops_once_one_text_holds_a_majority(engine: Engine, monkeypatch
     assert final is not None and final.slots == 11 and final.text == engine.tokenizer.decode([5, 6])
 
 
+def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.engine as engine_module
+
+    scripted_probe(engine, [10], monkeypatch)
+    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
+    pad = engine.tokenizer.special.pad
+
+    def scripted(denoiser, sampler, state, cancel=None):
+        tokens = torch.full_like(state.tokens, pad)
+        tokens[:, : len(texts[state.tokens.shape[1]])] = torch.tensor(texts[state.tokens.shape[1]])
+        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
+                        torch.zeros(tokens.shape))
+
+    monkeypatch.setattr(engine_module, "denoise_hole", scripted)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood")
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    # the same sums from scratch: a causal pass over prefix + fill + the rest of the suffix's first line
+    model, prefix = engine.backend.model, engine.prefix_ids(PREFIX)
+    rest = SUFFIX[: SUFFIX.index("\n") + 1]
+    sums = {}
+    for size, fill in texts.items():
+        continuation = engine.tokenizer.encode(engine.tokenizer.decode(fill) + rest)
+        hidden = model.extend(engine.backend.new_cache(), torch.tensor(prefix + continuation), 0)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
+        sums[size] = sum(float(logprobs[len(prefix) - 1 + t, token]) for t, token in enumerate(continuation))
+    best = max(sums, key=sums.get)
+    assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(texts[best])
+
+
+def test_holes_above_the_offsets_slot_limit_are_filled_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.engine as engine_module
+
+    scripted_probe(engine, [30], monkeypatch)
+    filled: list[int] = []
+    real = engine_module.denoise_hole
+
+    def counting(denoiser, sampler, state, cancel=None):
+        filled.append(state.tokens.shape[1])
+        yield from real(denoiser, sampler, state, cancel)
+
+    monkeypatch.setattr(engine_module, "denoise_hole", counting)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
+                              length_offsets_max_slots=32)
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=48, fit_length=True))
+    assert filled == [30], "a multi-line hole (48 slots asked) is filled at its probed size only"
+    filled.clear()
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=32, fit_length=True))
+    assert sorted(filled) == [28, 30, 32]
+
+
 def test_length_choice_must_be_known() -> None:
     from engine.model_dir import GenerationDefaults
 

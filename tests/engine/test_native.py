@@ -288,3 +288,21 @@ def test_masked_rows_only_fills_the_same_text_and_runs_fewer_rows(tiny_model_dir
         rows_seen = list(heads)
     assert texts[True] == texts[False]  # row 0 (greedy) is the same fill
     assert rows_seen[0] == 8 and rows_seen[-1] < 8 and sorted(rows_seen, reverse=True) == rows_seen
+
+
+def test_continuation_logprobs_equal_a_causal_pass_over_the_whole_text(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    prefix = engine.prefix_ids("def add(a, b):\n    return ")
+    rows = [engine.tokenizer.encode("a + b\n"), engine.tokenizer.encode("a\n")]
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([row + [0] * (width - len(row)) for row in rows])  # right-padded
+    length = cache.length
+    scored = engine.backend.continuation_logprobs(cache, prefix[-1], ids)  # (2, T)
+    assert cache.length == length, "scoring leaves the prefix cache as it was"
+    for index, row in enumerate(rows):
+        whole = engine.backend.new_cache()
+        hidden = model.extend(whole, torch.tensor(prefix + row), 0)  # (1, P + T, D)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
+        expected = torch.stack([logprobs[len(prefix) - 1 + t, token] for t, token in enumerate(row)])
+        torch.testing.assert_close(scored[index, : len(row)], expected, **same_pass(model))
