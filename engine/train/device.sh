@@ -14,7 +14,7 @@
 #                                                 foreground from engine/weights, STOP minutes
 #   bash engine/train/device.sh continue BUDGET WAIT [ARGS]  like start, but from engine/weights
 #                                                 (the shipped model), which is evaluated on the
-#                                                 held-out holes while the corpus builds
+#                                                 held-out holes while the corpus builds (EVAL_OLD=0: not)
 #
 # The corpus takes every archive packed here that is present, in this order (the first one made the
 # shipped corpus; the others only add): .device/js_corpus.tar.xz, js_corpus2.tar.xz, py_corpus.tar.xz.
@@ -121,7 +121,8 @@ case "$1" in
   continue)
     rm -rf "$W/old_weights" && cp -r engine/weights "$W/old_weights"
     tree_sitter
-    evaluate "$W/old_weights" old bg  # on the GPU while the corpus builds on the CPUs
+    # on the GPU while the corpus builds on the CPUs (EVAL_OLD=0: skip it, as when the CPU evaluation here decides)
+    if [ "${EVAL_OLD:-1}" = 1 ]; then evaluate "$W/old_weights" old bg; fi
     prepare
     setsid nohup python3 -m engine.train.train --corpus "$W/corpus" --tokenizer "$TOK" --ckpt "$W/ckpt" \
       --init-from "$W/old_weights" --budget-min "$2" --stop-min 60 "${@:4}" > "$W/train.log" 2>&1 < /dev/null &
