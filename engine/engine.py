@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -241,10 +241,10 @@ class Engine:
                     break
                 rounds += 1
                 fitted, guess = self.probe_length(denoiser, slots)
-            if self.defaults.length_offsets and budget <= self.defaults.length_offsets_max_slots:
+            # several sizes for one fill, not for alternatives (those are rows of their own)
+            if self.defaults.length_offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                fills = self._fill_at_sizes(cache, suffix, tail, slots, sizes, denoise_steps, request, batch, cancel,
-                                            slots - spare, prefix[-1])
+                fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1])
                 for state, chosen in fills:  # the first size's steps stream as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
@@ -277,48 +277,42 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
-    def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None, slots: int,
-                       sizes: list[int], steps: int | None, request: InfillRequest, batch: int,
-                       cancel: threading.Event | None, probed: int, last_prefix_id: int,
-                       ) -> Iterator[tuple[HoleState, bool]]:
-        """Fill the hole at sizes from `sizes` and keep one fill by `length_choice` (row 0 decides). Yields
-        (state, False) after each step of the first fill, so that the user sees it form, then (the kept fill,
-        True); nothing more if cancelled. `tail` holds the suffix head's keys for a hole of `slots`; `probed`
-        is the probe's length (without the margin); `last_prefix_id` the cached prefix's last token.
+    def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, slots: int, sizes: list[int],
+                       steps: int | None, request: InfillRequest, cancel: threading.Event | None,
+                       last_prefix_id: int) -> Iterator[tuple[HoleState, bool]]:
+        """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and keep one fill by
+        `length_choice`. Yields (the row nearest `slots`, False) after each step, so that the user sees the
+        probed size's fill form, then (the kept row, True); nothing more if cancelled. Each yielded state
+        has one row and that row's size. `last_prefix_id` is the cached prefix's last token.
 
-        The sizes nearest `slots` go first (the user sees the probed size's fill form). A vote stops once one
-        text holds a majority of `sizes`: no later fill can change the outcome, and agreeing sizes are the
-        common case."""
-        vote = self.defaults.length_choice == "vote"
-        fills: list[tuple[int, HoleState]] = []
-        for size in sorted(sizes, key=lambda size: (abs(size - slots), size)):
-            moved = None
-            if tail is not None:  # each size reads the suffix head at its own positions
-                moved = tail.copy()
-                moved.move(size - slots)
-            denoiser = self.canvas_denoiser(cache, suffix, moved)
-            sampler = self.make_sampler(size, steps, request.seed, spare=max(0, size - probed))
-            state = None
-            for state in denoise_hole(denoiser, sampler, sampler.start(batch, size, self.backend.device), cancel):
-                if not fills and not state.done:
-                    yield state, False
-            if state is None or not state.done or state.scores is None:
-                return  # cancelled
-            fills.append((size, state))
-            if vote and self._votes(fills)[-1] > len(sizes) // 2:
-                break
-        if vote:
-            votes = self._votes(fills)
-            best = max(range(len(fills)), key=lambda index: (votes[index], fills[index][0]))  # ties: larger hole
-            yield fills[best][1], True
-            return
-        if self.defaults.length_choice == "likelihood":
-            scores = self._continuation_likelihoods(cache, last_prefix_id, [state for _, state in fills],
-                                                    request.suffix)
-            yield fills[max(range(len(fills)), key=lambda index: (scores[index], -index))][1], True
-            return
+        A row's hole is its first `size` slots of the widest; the slots after them start as committed pads
+        and no query attends to them, and its suffix head sits right after its own hole (the backend's
+        `hole_lengths`): each row computes what a fill at its size alone would, for about the price of one."""
         pad = self.tokenizer.special.pad
-        yield max(fills, key=lambda fill: float(fill_score(fill[1].tokens, fill[1].scores, pad)[0]))[1], True
+        widest = max(sizes)
+        lengths = torch.tensor(sizes, device=self.backend.device)  # (K,)
+        shown = min(range(len(sizes)), key=lambda row: (abs(sizes[row] - slots), sizes[row]))
+        denoiser = self.canvas_denoiser(cache, suffix, self.new_tail(suffix), hole_lengths=lengths)
+        sampler = self.make_sampler(widest, steps, request.seed, independent_rows=True)
+        start = sampler.start(len(sizes), widest, self.backend.device)
+        dead = torch.arange(widest, device=self.backend.device)[None] >= lengths[:, None]  # (K, S)
+        start = replace(start, tokens=start.tokens.masked_fill(dead, pad), committed=start.committed | dead)
+        state = None
+        for state in denoise_hole(denoiser, sampler, replace(start, guess=start.tokens), cancel):
+            if not state.done:
+                yield _one_row(state, shown, sizes[shown]), False
+        if state is None or not state.done or state.scores is None:
+            return  # cancelled
+        fills = [_one_row(state, row, size) for row, size in enumerate(sizes)]
+        if self.defaults.length_choice == "vote":
+            votes = self._votes(fills)
+            best = max(range(len(fills)), key=lambda row: (votes[row], sizes[row]))  # ties: the larger hole
+        elif self.defaults.length_choice == "likelihood":
+            scores = self._continuation_likelihoods(cache, last_prefix_id, fills, request.suffix)
+            best = max(range(len(fills)), key=lambda row: (scores[row], -abs(sizes[row] - slots)))
+        else:
+            best = max(range(len(fills)), key=lambda row: float(fill_score(fills[row].tokens, fills[row].scores, pad)[0]))
+        yield fills[best], True
 
     def _continuation_likelihoods(self, cache: PrefixKV, last_prefix_id: int, fills: list[HoleState],
                                   suffix: str) -> list[float]:
@@ -343,11 +337,11 @@ class Engine:
         logprobs = score(cache, last_prefix_id, ids)  # (K, T)
         return logprobs.masked_fill(~counted, 0.0).sum(-1).tolist()
 
-    def _votes(self, fills: list[tuple[int, HoleState]]) -> list[int]:
+    def _votes(self, fills: list[HoleState]) -> list[int]:
         """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the
         text that several sizes reach is seldom the one a spare slot bent."""
         pad = self.tokenizer.special.pad
-        texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for _, state in fills]
+        texts = [tuple(token for token in state.tokens[0].tolist() if token != pad) for state in fills]
         return [texts.count(text) for text in texts]
 
     def _keep_suffix_head(self, key: str, suffix: list[int], slots: int, prefix_length: int,
@@ -373,7 +367,8 @@ class Engine:
             return None
         return new_tail()  # type: ignore[no-any-return]
 
-    def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None = None) -> Callable:
+    def canvas_denoiser(self, cache: PrefixKV, suffix: torch.Tensor, tail: TailCache | None = None,
+                        hole_lengths: torch.Tensor | None = None) -> Callable:
         """hole tokens (B, S)[, rows (R,)] -> logits (B, S, V) (or (B, R, V) for the hole slots `rows`) over the
         canvas [hole][suffix], after the prefix cache.
 
@@ -381,6 +376,7 @@ class Engine:
         and every `suffix_refresh_steps` steps; the steps between run the hole slots alone. With a tail and
         `hole_refresh_steps` != 1 (and a backend that keeps hole keys), those steps run only the slots in
         `rows` and the slots whose input changed; the whole hole runs every `hole_refresh_steps` steps.
+        `hole_lengths` (B,): each row's hole is that many of the first slots (see the backend's denoise).
         """
         refresh = self.defaults.suffix_refresh_steps
         hole_refresh = self.defaults.hole_refresh_steps
@@ -399,6 +395,8 @@ class Engine:
                 hole_cache.clear()
             steps += 1
             options: dict = {} if tail is None else {"tail": tail}
+            if hole_lengths is not None:
+                options["hole_lengths"] = hole_lengths
             if selects_rows:
                 options.update(rows=rows, hole_cache=hole_cache)
             logits = self.backend.denoise(cache, canvas, hole.shape[1], previous, **options)
@@ -440,3 +438,10 @@ def _special_tokens(config: dict, backend: Backend, model_dir: Path) -> SpecialT
     if not isinstance(values, dict) or "pad" not in values or "eos" not in values:
         raise ModelLoadError(f"{model_dir}/config.json: special_tokens needs at least pad and eos")
     return SpecialTokens(pad=values["pad"], eos=values["eos"], bos=values.get("bos"), mask=values.get("mask"))
+
+
+def _one_row(state: HoleState, row: int, size: int) -> HoleState:
+    """Row `row` of a batched fill state, cut to its first `size` slots."""
+    cut = {name: getattr(state, name)[row : row + 1, :size] for name in ("tokens", "committed", "guess")}
+    scores = None if state.scores is None else state.scores[row : row + 1, :size]
+    return replace(state, **cut, logits=None, scores=scores, done=state.done)

@@ -38,16 +38,16 @@ class GenerationDefaults:
     # mask noise, after a probe that shrank the hole: probe again over the shorter hole, up to this many
     # times or until the length holds (a shorter hole moves the suffix closer, and the guess can change)
     reprobe_rounds: int = 0
-    # mask noise, with the probe: fill at these offsets from the probed hole size, one fill each, and keep
-    # the one with the best mean log-probability of its committed text (length by likelihood; () = off)
+    # mask noise, with the probe: fill at these offsets from the probed hole size, every size a row of one
+    # batched fill, and keep one of them by `length_choice` (() = off)
     length_offsets: tuple[int, ...] = ()
     # how one of those fills is kept: "score" (the best mean log-probability), "vote" (the text most of the
     # fills agree on; a tie goes to the larger hole's text, which has room for the whole fill) or
     # "likelihood" (the causal pass's log-probability of the fill followed by the rest of the suffix's line:
     # every candidate continues the same document, so the sums compare across lengths)
     length_choice: str = "score"
-    # length_offsets apply to holes asked with at most this many slots (single-line holes): a multi-line
-    # fill costs too much to repeat
+    # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
+    # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32
     # mask noise: the suffix head runs through the network every this many steps and its keys are reused
     # in between (1: every step, the exact computation; 0: only in a block's first step)

@@ -345,9 +345,14 @@ class NativeModel(nn.Module):
         tail: TailKV | None = None,
         rows: torch.Tensor | None = None,
         hole_kv: HoleKV | None = None,
+        hole_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Bidirectional pass over canvas (B, C) after the cached prefix -> logits (B, hole, V), or (B, R, V)
         for the hole slots `rows` (R,) (sorted ids), the only ones whose last layer and LM head then run.
+
+        With `hole_lengths` (B,): row b's hole is its first hole_lengths[b] slots; the slots after them are
+        dead (no query attends to them) and its suffix head sits right after its hole, as if each row were a
+        canvas of its own (one batched pass fills one hole at several sizes).
 
         With `tail`: an empty TailKV is filled with the keys and values of canvas[:, hole:] (the suffix
         head); a filled one stands in for them, and only the hole slots are run through the network.
@@ -367,6 +372,13 @@ class NativeModel(nn.Module):
             slot_positions = torch.arange(run.shape[1], device=canvas.device)
         T = run.shape[1]
         positions = (L + slot_positions)[None].expand(B, T)
+        key_mask = None
+        if hole_lengths is not None:
+            dead = (hole - hole_lengths.to(canvas.device))[:, None]  # (B, 1) dead slots before the suffix
+            positions = positions - torch.where(slot_positions >= hole, dead, 0)  # the suffix follows the hole
+            slots = torch.arange(C, device=canvas.device)[None]  # (1, C) canvas slots
+            alive = (slots < hole_lengths.to(canvas.device)[:, None]) | (slots >= hole)  # (B, C)
+            key_mask = torch.cat((alive.new_ones(B, L), alive), dim=1)[:, None, None]  # (B, 1, 1, L + C)
         cos, sin = self.rotary(positions)
         # the last layer's queries: the wanted hole slots, as indices into the tokens this pass runs
         queries: slice | torch.Tensor = slice(0, hole)
@@ -398,7 +410,7 @@ class NativeModel(nn.Module):
                 values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
             if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: wanted slots only
                 q, x = q[:, :, queries], x[:, queries]
-            y = block.attn.attend(q, keys, values)
+            y = block.attn.attend(q, keys, values, attn_mask=key_mask)
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
         if fresh_hole_kv or active is not None:  # every slot whose input changed was run: the keys are current

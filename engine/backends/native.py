@@ -85,11 +85,12 @@ class NativeBackend:
         tail: TailKV | None = None,
         rows: torch.Tensor | None = None,
         hole_cache: HoleKV | None = None,
+        hole_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # the native network has no self-conditioning input
         rows = None if rows is None else rows.to(self.device)
         with self._between_products():
-            logits = self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache)
+            logits = self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache, hole_lengths)
         return logits.float()
 
     def _between_products(self) -> AbstractContextManager[None]:

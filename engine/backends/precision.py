@@ -39,12 +39,24 @@ def cpu_matmul_dtype(dim: int, ffn_dim: int, rows: int = 128, repeats: int = 8) 
     return torch.bfloat16 if best[torch.bfloat16] < 0.8 * best[torch.float32] else torch.float32
 
 
+def cpu_reports_native_bf16() -> bool:
+    """True where torch finds AVX512-BF16 or AMX on this CPU and oneDNN is not held below them. A timing
+    can misjudge such a CPU under load, or for a small model whose products are too short to show the gain
+    (a bench model once got float32 this way); elsewhere (other ISAs, a held oneDNN) the timing decides."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA"):
+        return False
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
+
+
 def chosen_dtype(device: torch.device, dim: int, ffn_dim: int, dtype: str | None = None) -> torch.dtype:
-    """`dtype` (or $DGEM_INFILL_DTYPE): float32, bfloat16 or auto; auto is bf16 on GPUs, timed on CPUs
-    with the model's feed-forward shape."""
+    """`dtype` (or $DGEM_INFILL_DTYPE): float32, bfloat16 or auto; auto is bf16 on GPUs and on CPUs that
+    report native bf16, else timed with the model's feed-forward shape."""
     name = (dtype or os.environ.get(DTYPE_ENV) or "auto").strip().lower()
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else cpu_matmul_dtype(dim, ffn_dim)
+        if device.type == "cuda" or cpu_reports_native_bf16():
+            return torch.bfloat16
+        return cpu_matmul_dtype(dim, ffn_dim)
     if name not in DTYPES:
         raise ModelLoadError(f"dtype {name!r} (${DTYPE_ENV} or the caller): expected float32, bfloat16 or auto")
     return DTYPES[name]

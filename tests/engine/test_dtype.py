@@ -60,6 +60,7 @@ def test_the_override_forces_either_dtype_whatever_the_timing_says(
     tiny_model_dir: Path, monkeypatch, name: str, dtype: torch.dtype
 ) -> None:
     other = torch.float32 if dtype == torch.bfloat16 else torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_reports_native_bf16", lambda: False)
     monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim: other)
     assert NativeBackend.load(tiny_model_dir, torch.device("cpu"), name).dtype == dtype
     monkeypatch.setenv(DTYPE_ENV, name)
@@ -72,6 +73,20 @@ def test_an_unknown_dtype_is_a_load_error_that_names_the_variable(tiny_model_dir
     monkeypatch.setenv(DTYPE_ENV, "float16")
     with pytest.raises(ModelLoadError, match=f"'float16'.*{DTYPE_ENV}.*float32, bfloat16 or auto"):
         Engine.load(tiny_model_dir, device="cpu")
+
+
+def test_a_cpu_that_reports_native_bf16_gets_it_without_a_timing(monkeypatch) -> None:
+    def no_timing(dim: int, ffn_dim: int) -> torch.dtype:
+        raise AssertionError("timed although the CPU reports native bf16")
+
+    monkeypatch.setattr(precision, "cpu_matmul_dtype", no_timing)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert precision.chosen_dtype(torch.device("cpu"), 8, 16, "auto") == torch.bfloat16
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held below bf16: the timing decides
+    monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim: torch.float32)
+    assert precision.chosen_dtype(torch.device("cpu"), 8, 16, "auto") == torch.float32
 
 
 @pytest.mark.parametrize("bf16_seconds, expected", [(0.5, torch.bfloat16), (0.9, torch.float32), (4.0, torch.float32)])

@@ -224,13 +224,35 @@ def test_reprobing_shrinks_the_hole_until_the_length_holds_or_the_rounds_run_out
     assert [r.committed for r in steps[: len(sizes)]] == [0] * len(sizes)
 
 
+def scripted_sizes(engine: Engine, texts: dict[int, list[int]], monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Make a batched fill at several sizes end with texts[size] in each size's row (a step before the end
+    first); returns the row sizes of every batched fill."""
+    import engine.engine as engine_module
+
+    pad = engine.tokenizer.special.pad
+    batches: list[list[int]] = []
+
+    def scripted(denoiser, sampler, state, cancel=None):
+        sizes = (~state.committed).sum(-1).tolist()  # a row's slots beyond its size start committed
+        batches.append(sizes)
+        yield replace(state, step=1)
+        tokens = torch.full_like(state.tokens, pad)
+        for row, size in enumerate(sizes):
+            tokens[row, : len(texts[size])] = torch.tensor(texts[size])
+        yield HoleState(tokens, torch.ones_like(state.committed), tokens, None, 2, True, torch.zeros(tokens.shape))
+
+    monkeypatch.setattr(engine_module, "denoise_hole", scripted)
+    return batches
+
+
 @pytest.mark.parametrize("prefer", ["shorter", "longer"])
-def test_length_by_likelihood_keeps_the_best_scored_of_the_candidate_sizes(
+def test_length_by_score_keeps_the_best_scored_of_the_candidate_sizes(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, prefer: str
 ) -> None:
     import engine.engine as engine_module
 
     scripted_probe(engine, [10], monkeypatch)
+    scripted_sizes(engine, {8: [5], 10: [6], 12: [7], 24: [8]}, monkeypatch)
     sign = -1.0 if prefer == "shorter" else 1.0
     monkeypatch.setattr(engine_module, "fill_score",
                         lambda tokens, scores, pad: torch.full((tokens.shape[0],), sign * tokens.shape[1]))
@@ -241,66 +263,23 @@ def test_length_by_likelihood_keeps_the_best_scored_of_the_candidate_sizes(
 
 
 def test_length_by_vote_keeps_the_text_most_sizes_agree_on(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.engine as engine_module
-
     scripted_probe(engine, [10], monkeypatch)
-    # each size fills its hole with a scripted text: sizes 8 and 12 agree, 10 differs, 14 agrees with none
-    texts = {8: [5, 6, 7], 10: [5, 9], 12: [5, 6, 7], 14: [4]}
-    pad = engine.tokenizer.special.pad
-
-    def scripted(denoiser, sampler, state, cancel=None):
-        size = state.tokens.shape[1]
-        yield HoleState(state.tokens, state.committed, state.tokens, None, 1, False)  # a step before the end
-        tokens = torch.full_like(state.tokens, pad)
-        tokens[:, : len(texts[size])] = torch.tensor(texts[size])
-        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 2, True,
-                        torch.zeros(tokens.shape))
-
-    monkeypatch.setattr(engine_module, "denoise_hole", scripted)
+    # sizes 8 and 12 agree, 10 differs, 14 agrees with none
+    batches = scripted_sizes(engine, {8: [5, 6, 7], 10: [5, 9], 12: [5, 6, 7], 14: [4]}, monkeypatch)
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2, 4), length_choice="vote")
     refinements = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True)))
-    # the probe's draft, the first size's step (only the first size streams), the vote's fill
+    assert batches == [[8, 10, 12, 14]], "every size is a row of one batched fill"
+    # the probe's draft, the probed size's row after the first step, the vote's fill
     assert [(r.slots, r.done) for r in refinements] == [(10, False), (10, False), (12, True)]
     assert refinements[-1].text == engine.tokenizer.decode([5, 6, 7]), "the larger of the two agreeing sizes"
-
-
-def test_a_vote_stops_once_one_text_holds_a_majority(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.engine as engine_module
-
-    scripted_probe(engine, [10], monkeypatch)
-    pad = engine.tokenizer.special.pad
-    filled: list[int] = []
-
-    def same_text(denoiser, sampler, state, cancel=None):
-        filled.append(state.tokens.shape[1])
-        tokens = torch.full_like(state.tokens, pad)
-        tokens[:, :2] = torch.tensor([5, 6])
-        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
-                        torch.zeros(tokens.shape))
-
-    monkeypatch.setattr(engine_module, "denoise_hole", same_text)
-    engine.defaults = replace(engine.defaults, length_offsets=(-2, -1, 0, 1, 2), length_choice="vote")
-    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
-    assert filled == [10, 9, 11], "the probed size first, then its neighbours; 3 of 5 agreeing ends the vote"
-    assert final is not None and final.slots == 11 and final.text == engine.tokenizer.decode([5, 6])
 
 
 def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.engine as engine_module
-
     scripted_probe(engine, [10], monkeypatch)
     texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
-    pad = engine.tokenizer.special.pad
-
-    def scripted(denoiser, sampler, state, cancel=None):
-        tokens = torch.full_like(state.tokens, pad)
-        tokens[:, : len(texts[state.tokens.shape[1]])] = torch.tensor(texts[state.tokens.shape[1]])
-        yield HoleState(tokens, torch.ones_like(tokens, dtype=torch.bool), tokens, None, 1, True,
-                        torch.zeros(tokens.shape))
-
-    monkeypatch.setattr(engine_module, "denoise_hole", scripted)
+    scripted_sizes(engine, texts, monkeypatch)
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood")
     final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
     # the same sums from scratch: a causal pass over prefix + fill + the rest of the suffix's first line
@@ -317,25 +296,46 @@ def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(texts[best])
 
 
-def test_holes_above_the_offsets_slot_limit_are_filled_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    """Each row of the batch (dead slots after its hole, its suffix head right after it) fills as a fill
+    at that size alone: the same committed text."""
     import engine.engine as engine_module
 
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
+    batched = engine_module.denoise_hole
+    rows: list[list[int]] = []
+
+    def keep_rows(denoiser, sampler, start, cancel=None):
+        for state in batched(denoiser, sampler, start, cancel):
+            yield state
+        rows.extend(state.tokens.tolist())
+
+    monkeypatch.setattr(engine_module, "denoise_hole", keep_rows)
+    prefix = engine.prefix_ids(PREFIX)
+    cache = engine.prefix_cache.sync("doc", prefix)
+    sizes = [5, 7, 9]
+    states = list(engine._fill_at_sizes(cache, torch.tensor(engine.suffix_ids(SUFFIX)), 7, sizes, 5,
+                                        InfillRequest(PREFIX, SUFFIX), None, prefix[-1]))
+    assert states[-1][1] and len(rows) == len(sizes)
+    monkeypatch.setattr(engine_module, "denoise_hole", batched)
+    for size, row in zip(sizes, rows, strict=True):
+        alone = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=size, steps=5, fit_length=False))
+        assert alone is not None and engine.tokenizer.decode(row[:size]) == alone.text, f"size {size}"
+
+
+def test_holes_above_the_offsets_slot_limit_are_filled_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     scripted_probe(engine, [30], monkeypatch)
-    filled: list[int] = []
-    real = engine_module.denoise_hole
-
-    def counting(denoiser, sampler, state, cancel=None):
-        filled.append(state.tokens.shape[1])
-        yield from real(denoiser, sampler, state, cancel)
-
-    monkeypatch.setattr(engine_module, "denoise_hole", counting)
+    batches = scripted_sizes(engine, {28: [5], 30: [5], 32: [5]}, monkeypatch)
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
                               length_offsets_max_slots=32)
     engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=48, fit_length=True))
-    assert filled == [30], "a multi-line hole (48 slots asked) is filled at its probed size only"
-    filled.clear()
+    assert batches == [[30]], "a multi-line hole (48 slots asked) is filled at its probed size only"
+    batches.clear()
     engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=32, fit_length=True))
-    assert sorted(filled) == [28, 30, 32]
+    assert batches == [[28, 30, 32]]
 
 
 def test_length_choice_must_be_known() -> None:
