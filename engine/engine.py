@@ -245,7 +245,7 @@ class Engine:
             if self.defaults.length_offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
                 fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1])
-                for state, chosen in fills:  # the first size's steps stream as drafts, then the chosen fill
+                for state, chosen in fills:  # the probed size's row streams as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
                     yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], chosen)
