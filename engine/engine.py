@@ -82,8 +82,8 @@ class Engine:
              dtype: str | None = None) -> Engine:
         """Load a model directory (None: the shipped model) or a Hugging Face id from the local cache.
 
-        `dtype` (float32, bfloat16; None: the backend's choice) is for measurements: the service leaves it to
-        the backend (the native one reads $DGEM_INFILL_DTYPE, else times both on a CPU)."""
+        `dtype` (float32, bfloat16, float16; None: the backend's choice) is for measurements: the service
+        leaves it to the backend (engine/backends/precision.py; $DGEM_INFILL_DTYPE overrides)."""
         report = progress or (lambda message, fraction: None)
         report("finding model", 0.0)
         model_dir = resolve_model(None if model is None else str(model))
@@ -105,7 +105,9 @@ class Engine:
         generation.update(read_json(model_dir / "generation_config.json", required=False))
         defaults = GenerationDefaults.from_dict(generation)
         parameters = sum(p.numel() for p in backend.model.parameters())
-        matmul_dtype = getattr(backend, "dtype", None) or next(backend.model.parameters()).dtype
+        matmul_dtype = getattr(backend, "products", None) or getattr(backend, "dtype", None) or next(
+            backend.model.parameters()
+        ).dtype
         info = ModelInfo(
             source=str(model_dir),
             backend=model_type,

@@ -10,6 +10,9 @@ Two things make a warm multi-line step slow on a small CPU (docs/BENCHMARKS.md, 
   faster and bit-identical. The SwiGLU's SiLU and product ride on its two products (one bf16 rounding
   less than the separate operations: bf16 noise).
 
+On a CPU without native bf16 the products instead take fbgemm's float16-weight kernel (`HalfWeightProduct`):
+float32 inputs and sums, weights held in float16 (engine/backends/precision.py says why).
+
 `use_cpu_kernels` swaps these in by replacing the `forward` of the network's linear layers and SwiGLUs, and
 `Attention.attend` / `NativeModel.project_vocab`, per instance: parameters and state_dict are unchanged.
 The packed copies are taken at load: the backend never changes weights after it.
@@ -73,18 +76,45 @@ class PackedSwiGLU:
         return self.down(self.up.times(x, self.gate(x)))
 
 
-def use_cpu_kernels(model: NativeModel) -> bool:
-    """Swap in the kernels above; True if the products are packed (bf16 weights oneDNN can pack), False if
-    only the threads are split (the products stay F.linear)."""
-    packed = packing_works(model.embed.weight.dtype)
+class HalfWeightProduct:
+    """x (..., in) -> x @ weight.T (..., out) in float32, with the weight held in float16 (fbgemm's kernel)."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.packed = torch.ops.quantized.linear_prepack_fp16(weight.detach().float().contiguous(), None)
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]).float().contiguous()  # the kernel takes (rows, in) only
+        return torch.ops.quantized.linear_dynamic_fp16(rows, self.packed).view(*x.shape[:-1], self.out_features)
+
+
+class HalfWeightSwiGLU:
+    """SwiGLU.forward with its two products on float16 weights."""
+
+    def __init__(self, ffn: SwiGLU):
+        self.gate_up = HalfWeightProduct(ffn.gate_up.weight)
+        self.down = HalfWeightProduct(ffn.down.weight)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+def use_cpu_kernels(model: NativeModel, half_weights: bool = False) -> str:
+    """Swap in the kernels above; returns what the products became: "packed" (bf16 weights oneDNN can
+    pack), "half_weights" (float16 weights, asked for by `half_weights`) or "eager" (F.linear; only the
+    threads are split)."""
+    kind = "half_weights" if half_weights else "packed" if packing_works(model.embed.weight.dtype) else "eager"
+    make_product = {"packed": PackedProduct, "half_weights": HalfWeightProduct}.get(kind)
+    make_swiglu = {"packed": PackedSwiGLU, "half_weights": HalfWeightSwiGLU}.get(kind)
 
     def product(weight: torch.Tensor, eager: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        return all_threads(PackedProduct(weight) if packed else eager)
+        return all_threads(make_product(weight) if make_product else eager)
 
     for block in model.blocks:
         for linear in (block.attn.qkv, block.attn.out):
             linear.forward = product(linear.weight, linear.forward)
-        block.ffn.forward = all_threads(PackedSwiGLU(block.ffn) if packed else block.ffn.forward)
+        block.ffn.forward = all_threads(make_swiglu(block.ffn) if make_swiglu else block.ffn.forward)
         block.attn.attend = all_threads(block.attn.attend)
     model.project_vocab = product(model.embed.weight, model.project_vocab)
-    return packed
+    return kind

@@ -1,9 +1,10 @@
 """The `native` backend: the project's own network (engine/native.py) from a dgem_native model directory.
 
 Precision: on a GPU the whole network runs in bf16. On a CPU the matrix products (linear layers, the tied
-embedding and LM head, attention) run in bf16 where a one-off timing at load finds them clearly faster,
-else in float32 (engine/backends/precision.py); norms and the residual stream stay float32, as under the
-bf16 autocast the model trained with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | auto) overrides the choice.
+embedding and LM head, attention) run in bf16 where the CPU has native bf16; elsewhere the linear layers and
+LM head keep float16 weights and sum in float32 (fbgemm), and attention runs in float32
+(engine/backends/precision.py). Norms and the residual stream stay float32, as under the bf16 autocast the
+model trained with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | float16 | auto) overrides the choice.
 On a CPU the denoising passes run between their products on one thread, with bf16 weights packed for oneDNN
 (engine/backends/cpu_kernels.py).
 """
@@ -31,10 +32,12 @@ class NativeBackend:
         self.device = device
         self.vocab_size = model.cfg.vocab_size
         self.dtype = model.embed.weight.dtype  # the matrix products' (and so the key/value caches')
+        self.products = str(self.dtype).removeprefix("torch.")  # what ModelInfo.dtype reports
 
     @classmethod
     def load(cls, model_dir: Path, device: torch.device, dtype: str | None = None) -> NativeBackend:
-        """`dtype`: float32, bfloat16 or auto (None: $DGEM_INFILL_DTYPE, else auto); see `chosen_dtype`."""
+        """`dtype`: float32, bfloat16, float16 (CPU only) or auto (None: $DGEM_INFILL_DTYPE, else auto); see
+        `chosen_dtype`."""
         config = read_json(model_dir / "config.json")
         try:
             cfg = NativeConfig.from_dict(config["architecture"])
@@ -50,14 +53,18 @@ class NativeBackend:
                 f"{model_dir}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         model = model.to(device).eval()
-        matmuls = chosen_dtype(device, cfg.dim, cfg.ffn_dim, dtype)
+        matmuls = chosen_dtype(device, cfg.dim, cfg.ffn_dim, dtype, half_weights=device.type == "cpu")
         if device.type == "cuda":
             return cls(model.to(dtype=matmuls), device)  # the whole network, norms and residual stream too
         # on CPUs only the matrix products: bf16 ones are 2-4x faster where the CPU has native bf16 (and
         # slower where it has not); the float32 residual stream and norms keep what bf16 autocast kept
-        model = model.matmuls_in(matmuls)
-        use_cpu_kernels(model)
-        return cls(model, device)
+        half_weights = matmuls == torch.float16
+        model = model.matmuls_in(torch.float32 if half_weights else matmuls)
+        use_cpu_kernels(model, half_weights)
+        backend = cls(model, device)
+        if half_weights:
+            backend.products = "float16"  # weights only: inputs, sums and caches are float32
+        return backend
 
     def new_cache(self) -> NativeKV:
         return NativeKV(self.model.cfg, self.device, self.dtype)

@@ -161,12 +161,13 @@ def decoding_variants(engine: Engine, doc: Document, slots: dict[str, int], budg
     return out
 
 
-MATMUL_DTYPES = ("float32", "bfloat16")
+MATMUL_DTYPES = ("float32", "float16", "bfloat16")  # float16: float16 weights, float32 products
 
 
 def dtype_variants(engine: Engine, doc: Document, slots: dict[str, int], budget: Budget) -> dict:
-    """Warm fills with float32 and with bf16 matrix products (the model loaded again in the dtype `engine` lacks),
-    interleaved: first and final p50 per kind and dtype; slots: {"single_line": 16, "multi_line": 64}."""
+    """Warm fills with float32, float16-weight and bf16 matrix products (the model loaded again in each dtype
+    `engine` lacks), interleaved: first and final p50 per kind and dtype, and each one's final-text speedup
+    over float32 (`speedup_final`); slots: {"single_line": 16, "multi_line": 64}."""
     engines = {dtype: engine if engine.info.dtype == dtype else Engine.load(engine.info.source, engine.info.device,
                                                                           dtype=dtype)
                for dtype in MATMUL_DTYPES}
@@ -190,5 +191,7 @@ def dtype_variants(engine: Engine, doc: Document, slots: dict[str, int], budget:
         out.setdefault(kind, {})[dtype] = {"first_ms_p50": round(first.p50, 1), "final_ms_p50": round(final.p50, 1),
                                            "steps": steps[(dtype, kind)]}
     for by_dtype in out.values():
-        by_dtype["bf16_speedup_final"] = round(by_dtype["float32"]["final_ms_p50"] / by_dtype["bfloat16"]["final_ms_p50"], 3)
+        float32 = by_dtype["float32"]["final_ms_p50"]
+        by_dtype["speedup_final"] = {dtype: round(float32 / by_dtype[dtype]["final_ms_p50"], 3)
+                                     for dtype in MATMUL_DTYPES if dtype != "float32"}
     return out

@@ -47,7 +47,7 @@ class Plan:
     reference_steps: int
     variants: bool
     accuracy_holes: int
-    dtypes: bool = True  # float32 against bf16 matrix products (the native model on a CPU), interleaved
+    dtypes: bool = True  # float32, float16-weight and bf16 matrix products (the native model on a CPU), interleaved
     other_passes: bool = True  # (a) also with the DiffusionGemma backend's other passes (eager or compiled)
 
     def until(self, deadline: float) -> Plan:

@@ -53,9 +53,9 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
             + ", ".join(
                 f"{dtype} first {v['first_ms_p50']:.1f}ms final {v['final_ms_p50']:.1f}ms/{v['steps']} steps"
                 for dtype, v in by_dtype.items()
-                if isinstance(v, dict)
+                if "first_ms_p50" in v
             )
-            + f" (bf16 x{by_dtype['bf16_speedup_final']:.2f})"
+            + " (" + ", ".join(f"{dtype} x{x:.2f}" for dtype, x in by_dtype["speedup_final"].items()) + ")"
         )
     ref = results["vs_reference"]
     passes = ref.get("passes", "eager")

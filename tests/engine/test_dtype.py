@@ -1,4 +1,4 @@
-"""bf16 matrix products on a CPU (engine/backends/native.py): what stays float32, how close the logits stay
+"""bf16 and float16-weight matrix products on a CPU (engine/backends/native.py): what stays float32, how close the logits stay
 to float32's, and how the dtype is chosen (engine/backends/precision.py: the override, the timing at load)."""
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def test_the_override_forces_either_dtype_whatever_the_timing_says(
 ) -> None:
     other = torch.float32 if dtype == torch.bfloat16 else torch.bfloat16
     monkeypatch.setattr(precision, "cpu_reports_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "half_weight_products_work", lambda: False)
     monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim: other)
     assert NativeBackend.load(tiny_model_dir, torch.device("cpu"), name).dtype == dtype
     monkeypatch.setenv(DTYPE_ENV, name)
@@ -70,9 +71,44 @@ def test_the_override_forces_either_dtype_whatever_the_timing_says(
 
 
 def test_an_unknown_dtype_is_a_load_error_that_names_the_variable(tiny_model_dir: Path, monkeypatch) -> None:
-    monkeypatch.setenv(DTYPE_ENV, "float16")
-    with pytest.raises(ModelLoadError, match=f"'float16'.*{DTYPE_ENV}.*float32, bfloat16 or auto"):
+    monkeypatch.setenv(DTYPE_ENV, "float8")
+    with pytest.raises(ModelLoadError, match=f"'float8'.*{DTYPE_ENV}.*float32, bfloat16, float16 or auto"):
         Engine.load(tiny_model_dir, device="cpu")
+
+
+def test_float16_is_for_backends_that_run_float16_weights_only() -> None:
+    with pytest.raises(ModelLoadError, match="'float16'.*float32, bfloat16 or auto"):
+        precision.chosen_dtype(torch.device("cpu"), 8, 16, "float16")  # a caller without the kernels
+    assert precision.chosen_dtype(torch.device("cpu"), 8, 16, "float16", half_weights=True) == torch.float16
+
+
+def test_float16_keeps_the_weights_in_float16_and_everything_else_float32(tiny_model_dir: Path) -> None:
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype="float16")
+    model = engine.backend.model
+    assert engine.info.dtype == "float16"
+    assert model.blocks[0].ffn.gate_up.weight.dtype == model.embed.weight.dtype == torch.float32  # the parameters
+    cache = engine.backend.new_cache()
+    engine.backend.extend(cache, torch.tensor([2, 5, 6]), 0)
+    assert cache.layers[0].k.dtype == torch.float32
+    assert logits_of(engine).dtype == torch.float32
+
+
+def test_float16_weight_logits_are_closer_to_float32_than_bf16_ones(tiny_model_dir: Path) -> None:
+    exact = logits_of(Engine.load(tiny_model_dir, device="cpu", dtype="float32"))
+    half = logits_of(Engine.load(tiny_model_dir, device="cpu", dtype="float16"))
+    bf16 = logits_of(Engine.load(tiny_model_dir, device="cpu", dtype="bfloat16"))
+    gap = (half - exact).abs().max()
+    assert 0 < gap < (bf16 - exact).abs().max() / 2  # nonzero: the float16 weights really ran
+    assert torch.equal(half.argmax(-1), exact.argmax(-1))
+
+
+def test_auto_takes_float16_weights_on_a_cpu_without_native_bf16(tiny_model_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(precision, "cpu_reports_native_bf16", lambda: False)
+    monkeypatch.setenv(DTYPE_ENV, "auto")
+    assert Engine.load(tiny_model_dir, device="cpu").info.dtype == "float16"
+    monkeypatch.setattr(precision, "half_weight_products_work", lambda: False)  # a torch without the kernel
+    monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim: torch.float32)
+    assert Engine.load(tiny_model_dir, device="cpu").info.dtype == "float32"
 
 
 def test_a_cpu_that_reports_native_bf16_gets_it_without_a_timing(monkeypatch) -> None:
