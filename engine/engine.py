@@ -79,11 +79,13 @@ class Engine:
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto", progress: Progress | None = None,
-             dtype: str | None = None) -> Engine:
+             dtype: str | None = None, warm_up: bool = True) -> Engine:
         """Load a model directory (None: the shipped model) or a Hugging Face id from the local cache.
 
         `dtype` (float32, bfloat16, float16; None: the backend's choice) is for measurements: the service
-        leaves it to the backend (engine/backends/precision.py; $DGEM_INFILL_DTYPE overrides)."""
+        leaves it to the backend (engine/backends/precision.py; $DGEM_INFILL_DTYPE overrides).
+        `warm_up=False` leaves a backend's compiled passes uncompiled until the caller warms them up itself
+        (the bench compiles only the shapes it measures)."""
         report = progress or (lambda message, fraction: None)
         report("finding model", 0.0)
         model_dir = resolve_model(None if model is None else str(model))
@@ -94,10 +96,10 @@ class Engine:
         torch_device = pick_device(device)
         report(f"loading {model_type} weights on {torch_device.type}", 0.2)
         backend = load_backend(model_dir, torch_device, model_type, dtype)
-        warm_up = getattr(backend, "warm_up", None)  # a backend with compiled passes compiles them here
-        if warm_up is not None:
+        backend_warm_up = getattr(backend, "warm_up", None)  # a backend with compiled passes compiles them here
+        if warm_up and backend_warm_up is not None:
             report("warming up", 0.6)
-            warm_up()
+            backend_warm_up()
         report("loading tokenizer", 0.8)
         special = _special_tokens(config, backend, model_dir)
         tokenizer = CodeTokenizer.from_file(model_dir / "tokenizer.json", special)

@@ -201,6 +201,25 @@ def test_after_warm_up_no_fill_compiles_and_every_result_is_transformers_forward
     assert torch._dynamo.utils.counters["frames"]["ok"] == compiled_frames
 
 
+def test_a_warm_up_for_whole_canvases_serves_new_prefixes_and_whole_canvases_without_a_compile(
+    model_dir: Path,
+) -> None:
+    """The bench's warm-up (`editor_shapes=False`): what generate() fills (a new prefix, the whole canvas as
+    the hole, first step and self-conditioned) reuses its graphs."""
+    warmed = DiffusionGemmaBackend.load(str(model_dir), torch.device("cpu"), torch.float32, compiled=True)
+    warmed.warm_up(editor_shapes=False)
+    compiled_frames = torch._dynamo.utils.counters["frames"]["ok"]
+    for prefix_len in (33, 47):  # new documents of lengths the warm-up never saw
+        prefix = tokens(prefix_len, seed=70 + prefix_len)
+        cache = encoded(warmed, prefix)
+        canvas = tokens(warmed.canvas_length, seed=71)[None]
+        first = warmed.denoise(cache, canvas, warmed.canvas_length)
+        conditioned = warmed.denoise(cache, canvas, warmed.canvas_length, first * 0.5)
+        theirs = reference_logits(warmed, prefix, canvas, warmed.canvas_length, first * 0.5)
+        torch.testing.assert_close(conditioned, theirs, rtol=1e-4, atol=1e-5)
+    assert torch._dynamo.utils.counters["frames"]["ok"] == compiled_frames
+
+
 @pytest.mark.parametrize("pieces", [(23,), (5, 17, 1)])
 def test_compiled_prefix_pass_matches_transformers_forward(
     compiled: DiffusionGemmaBackend, pieces: tuple[int, ...]

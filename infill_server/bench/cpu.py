@@ -62,8 +62,10 @@ class Plan:
             return cls((256,), (256,), ("cold", "warm", "keystroke"), tiny, tiny, tiny, tiny, "tiny", 2, True,
                        accuracy_holes or 0, other_passes=False)
         if quick:
+            # no dtype variants: loading and timing two more engines would not leave room for the reference's
+            # compile on a machine with no compiled kernels on disk yet (80 s of two minutes)
             return cls((1024,), (1024,), ("cold", "warm", "keystroke"), Budget(3, 7, 10.0), Budget(5, 9, 10.0),
-                       Budget(3, 7, 1.5), Budget(2, 4, 10.0), "small", 8, False, accuracy_holes or 0)
+                       Budget(3, 7, 1.5), Budget(2, 4, 10.0), "small", 8, False, accuracy_holes or 0, dtypes=False)
         return cls((256, 1024, 4096), (256, 1024, 4096), ("cold", "warm", "keystroke"), Budget(5, 11, 12.0),
                    Budget(3, 5, 15.0), Budget(5, 11, 3.0), Budget(5, 9, 40.0), "small", 8, True,
                    100 if accuracy_holes is None else accuracy_holes)
@@ -132,7 +134,9 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     # 3. side by side: (a) transformers' generate(), (b) autoregressive decoding
     reference_dir = write_reference_model(work / "reference", plan.reference_size, plan.reference_steps)
     loading = time.perf_counter()
-    reference_engine = Engine.load(reference_dir, "cpu")  # compiles its passes, unless $DGEM_INFILL_COMPILE=off
+    reference_engine = Engine.load(reference_dir, "cpu", warm_up=False)
+    # compiles its passes (unless $DGEM_INFILL_COMPILE=off) for the shapes measured: a prefix, whole canvases
+    reference_engine.backend.warm_up(editor_shapes=False)
     load_s = time.perf_counter() - loading
     results["vs_reference"] = compare.versus_reference(reference_engine, doc.prefix[-2000:], plan.ratio,
                                                        other_passes=plan.other_passes)

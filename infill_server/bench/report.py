@@ -59,7 +59,7 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
         )
     ref = results["vs_reference"]
     passes = ref.get("passes", "eager")
-    loaded = f", loaded with its passes compiled in {ref['load_s']:.0f}s" if "load_s" in ref else ""
+    loaded = f", loaded and compiled for the shapes measured in {ref['load_s']:.0f}s" if "load_s" in ref else ""
     print(
         f"(a) vs transformers generate(): {ref['canvas_tokens']} tokens, steps {ref['steps']}, "
         f"{ref.get('dtype', 'float32')} both, reference {ref['ms']['reference']['p50']:.1f}ms, "
