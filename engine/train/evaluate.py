@@ -13,7 +13,8 @@ Usage:
     python -m engine.train.evaluate cut --corpus CORPUS_DIR --out engine/train/eval_holes.jsonl.xz
     python -m engine.train.evaluate cut --manifest engine/train/manifest.jsonl.xz --js .device/js_corpus.tar.xz
     python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--kinds multi_line] [--tokens-per-step 1,2,4]
-        [--generation '{}' '{"suffix_refresh_steps": 0, "commit_confidence": 0.8}']
+        [--generation '{}' '{"suffix_refresh_steps": 0, "commit_confidence": 0.8}'] [--out A.json]
+    python -m engine.train.evaluate compare A.json B.json   # paired exact-match test, per setting
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ast
 import hashlib
 import json
 import lzma
+import math
 import random
 import statistics
 import sys
@@ -211,8 +213,12 @@ class Score:
     count: int
 
 
+def is_exact(hole: Hole, fill: str) -> bool:
+    return fill.strip() == hole.middle.strip()
+
+
 def score(rows: list[tuple[Hole, str, float]]) -> Score:
-    exact = [fill.strip() == hole.middle.strip() for hole, fill, _ in rows]
+    exact = [is_exact(hole, fill) for hole, fill, _ in rows]
     similarity = [edit_similarity(fill.strip(), hole.middle.strip()) for hole, fill, _ in rows]
     parse_rows = [
         parses(hole.prefix + fill + hole.suffix)
@@ -275,6 +281,7 @@ def run(args: argparse.Namespace) -> None:
     engine = Engine.load(args.model, device=args.device)
     holes = sample([hole for hole in load_holes(args.holes) if hole.kind in args.kinds], args.per_group)
     results = []
+    fills = []  # every hole's fill per setting, for paired comparisons of two runs (`compare`)
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
     settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
@@ -283,16 +290,46 @@ def run(args: argparse.Namespace) -> None:
             engine.defaults = replace(trained, **generation, suffix_head_tokens=head)
             for tokens_per_step in args.tokens_per_step:
                 filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke)
+                setting = {"length": length, "fit_length": fit, "suffix_head": head,
+                           "tokens_per_step": tokens_per_step, "generation": generation}
                 for (language, kind), rows in _grouped(filled).items():
-                    result = score(rows)
-                    results.append({"length": length, "fit_length": fit, "suffix_head": head,
-                                    "tokens_per_step": tokens_per_step, "generation": generation,
-                                    "language": language, "kind": kind, **result.__dict__})
+                    results.append({**setting, "language": language, "kind": kind, **score(rows).__dict__})
                     print(_row(results[-1]), flush=True)
+                fills.append({**setting, "holes": [{"id": hole.id, "fill": text, "exact": is_exact(hole, text)}
+                                                   for hole, text, _ in filled]})
     if args.out:
         model = Path(engine.info.source)  # written relative to the working directory: no machine's own paths
         shown = model.relative_to(Path.cwd()) if model.is_relative_to(Path.cwd()) else Path(model.name)
-        args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results}, indent=1))
+        args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results, "fills": fills}, indent=1))
+
+
+def paired(first: dict, second: dict) -> list[dict]:
+    """Two `run --out` files -> per setting found in both: the holes exact in one run only, each way, and
+    the two-sided sign test's p-value on them (McNemar's exact test). A paired test sees a 2-point change
+    that two separate proportions over a few hundred holes cannot tell from chance."""
+    def key(entry: dict) -> str:
+        return json.dumps({name: value for name, value in entry.items() if name != "holes"}, sort_keys=True)
+
+    theirs = {key(entry): {hole["id"]: hole["exact"] for hole in entry["holes"]} for entry in second.get("fills", [])}
+    out = []
+    for entry in first.get("fills", []):
+        other = theirs.get(key(entry))
+        if other is None:
+            continue
+        pairs = [(hole["exact"], other[hole["id"]]) for hole in entry["holes"] if hole["id"] in other]
+        first_only = sum(a and not b for a, b in pairs)
+        second_only = sum(b and not a for a, b in pairs)
+        out.append({"setting": json.loads(key(entry)), "holes": len(pairs), "first_exact": sum(a for a, _ in pairs),
+                    "second_exact": sum(b for _, b in pairs), "first_only": first_only,
+                    "second_only": second_only, "p_value": sign_test(first_only, second_only)})
+    return out
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact binomial test of wins against losses at even odds."""
+    n = wins + losses
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def _grouped(rows: list[tuple[Hole, str, float]]) -> dict[tuple[str, str], list[tuple[Hole, str, float]]]:
@@ -341,8 +378,16 @@ def main(argv: list[str] | None = None) -> None:
                       help="generation_config overrides, a JSON object each, one run each (default: {} = as shipped)")
     fill.add_argument("--after-keystroke", action="store_true",
                       help="fill each hole right after a fill one character earlier (warm per-document caches)")
-    fill.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON")
+    pair = commands.add_parser("compare", help="paired exact-match test of two `run --out` files, per setting")
+    pair.add_argument("first", type=Path)
+    pair.add_argument("second", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second)]
+        for row in paired(*runs):
+            print(json.dumps(row))
+        return
     if args.command == "cut":
         if args.corpus is not None:
             with open(args.corpus / "eval.jsonl", encoding="utf-8") as handle:

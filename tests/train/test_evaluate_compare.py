@@ -1,0 +1,56 @@
+"""The evaluation's run output keeps every fill, and `compare` pairs two runs hole by hole."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from pathlib import Path
+
+import pytest
+
+from engine.train.evaluate import main, paired, sign_test
+
+
+def test_the_sign_test_is_exact_and_two_sided() -> None:
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 5) == 1.0
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(1, 9) == pytest.approx(2 * 11 / 1024)  # P(X <= 1) for n=10, both tails
+    assert sign_test(3, 5) == sign_test(5, 3)
+
+
+def run_entry(exact: dict[str, bool], generation: dict | None = None) -> dict:
+    setting = {"length": "unknown", "fit_length": True, "suffix_head": 64, "tokens_per_step": 2.0,
+               "generation": generation or {}}
+    return {**setting, "holes": [{"id": hole, "fill": "", "exact": value} for hole, value in exact.items()]}
+
+
+def test_compare_counts_holes_exact_in_one_run_only_per_matching_setting() -> None:
+    first = {"fills": [run_entry({"a": True, "b": True, "c": False, "d": False}),
+                       run_entry({"a": True}, {"length_choice": "vote"})]}
+    second = {"fills": [run_entry({"a": True, "b": False, "c": True, "d": True, "e": True})]}
+    (row,) = paired(first, second)  # the vote setting is in the first run only
+    assert (row["holes"], row["first_exact"], row["second_exact"]) == (4, 2, 3)  # hole e is in one run only
+    assert (row["first_only"], row["second_only"]) == (1, 2)
+    assert row["p_value"] == sign_test(1, 2)
+
+
+def test_a_run_writes_every_fill_and_compare_reads_two_runs(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    holes = tmp_path / "holes.jsonl.xz"
+    with lzma.open(holes, "wt", encoding="utf-8") as sink:
+        for index in range(3):
+            hole = {"id": f"h{index}", "language": "python", "kind": "single_line",
+                    "prefix": f"def f{index}(x):\n    return ", "middle": "x + 1", "suffix": "\n"}
+            sink.write(json.dumps(hole) + "\n")
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    for out in outs:
+        main(["run", "--model", str(tiny_model_dir), "--holes", str(holes), "--per-group", "3",
+              "--kinds", "single_line", "--fit-length", "off", "--out", str(out)])
+    written = json.loads(outs[0].read_text())
+    assert [entry["length"] for entry in written["fills"]] == ["true", "unknown"]
+    assert [hole["id"] for hole in written["fills"][0]["holes"]] == ["h0", "h1", "h2"]
+    capsys.readouterr()
+    main(["compare", str(outs[0]), str(outs[1])])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(row["holes"] == 3 for row in rows)
+    assert all(row["first_only"] == row["second_only"] == 0 for row in rows)  # the same model, seeded: same fills
