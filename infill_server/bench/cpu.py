@@ -22,7 +22,7 @@ from infill_server.bench.breakdown import (
     suffix_head_variants,
     thread_variants,
 )
-from infill_server.bench.latency import CaseResult, code_corpus, cut_document, run_case
+from infill_server.bench.latency import CaseResult, code_corpus, cut_document, held_out_case, run_case
 from infill_server.bench.models import shipped_model_present, write_reference_model, write_shaped_native_model
 from infill_server.bench.report import print_table, write_plots
 from infill_server.bench.timing import Budget, peak_rss_mb
@@ -49,6 +49,7 @@ class Plan:
     accuracy_holes: int
     dtypes: bool = True  # float32, float16-weight and bf16 matrix products (the native model on a CPU), interleaved
     other_passes: bool = True  # (a) also with the DiffusionGemma backend's other passes (eager or compiled)
+    held_out_holes: int = 30  # warm single-line fills of this many held-out holes, sized as the service does
 
     def until(self, deadline: float) -> Plan:
         """The same plan, each case cut to one run once `deadline` has passed."""
@@ -60,12 +61,13 @@ class Plan:
         if smoke:  # tests: mechanics only, tiny models, one or two runs
             tiny = Budget(1, 2, 1.0)
             return cls((256,), (256,), ("cold", "warm", "keystroke"), tiny, tiny, tiny, tiny, "tiny", 2, True,
-                       accuracy_holes or 0, other_passes=False)
+                       accuracy_holes or 0, other_passes=False, held_out_holes=2)
         if quick:
             # no dtype variants: loading and timing two more engines would not leave room for the reference's
             # compile on a machine with no compiled kernels on disk yet (80 s of two minutes)
             return cls((1024,), (1024,), ("cold", "warm", "keystroke"), Budget(3, 7, 10.0), Budget(5, 9, 10.0),
-                       Budget(3, 7, 1.5), Budget(2, 4, 10.0), "small", 8, False, accuracy_holes or 0, dtypes=False)
+                       Budget(3, 7, 1.5), Budget(2, 4, 10.0), "small", 8, False, accuracy_holes or 0, dtypes=False,
+                       held_out_holes=12)
         return cls((256, 1024, 4096), (256, 1024, 4096), ("cold", "warm", "keystroke"), Budget(5, 11, 12.0),
                    Budget(3, 5, 15.0), Budget(5, 11, 3.0), Budget(5, 9, 40.0), "small", 8, True,
                    100 if accuracy_holes is None else accuracy_holes)
@@ -110,6 +112,9 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
         doc = cut_document(tokenizer, corpus, prefix_tokens)
         for cache in plan.caches:
             cases.append(run_case(engine, doc, "single-line", single_slots, cache, plan.single, steps))
+    if plan.held_out_holes:
+        holes = compare.single_line_holes(engine, plan.held_out_holes)
+        cases.append(held_out_case(engine, holes, single_slots, replace(plan.single, max_runs=plan.held_out_holes)))
     for prefix_tokens in plan.multiline_prefixes:
         doc = cut_document(tokenizer, corpus, prefix_tokens)
         for cache in ("warm",) if getattr(args, "quick", False) else plan.caches:
@@ -168,7 +173,8 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
 def _headline(cases: list[CaseResult], results: dict) -> dict:
     """The JSON line: warm single-line first/final p50, warm multi-line final p50, the two speedups."""
     def warm(single: bool) -> CaseResult:
-        chosen = [c for c in cases if c.cache == "warm" and c.name.startswith("single") == single]
+        chosen = [c for c in cases if c.cache == "warm" and c.name.startswith("single") == single
+                  and "held-out" not in c.name]  # the goals' cases: a 16-slot hole in the cut document
         return max(chosen, key=lambda c: c.prefix_tokens == 1024)  # the 1K prefix when measured
 
     single, multi = warm(True), warm(False)

@@ -27,6 +27,7 @@ def test_quick_bench_prints_a_table_and_ends_with_the_json_line(
     assert lines[0].startswith("dgem-infill bench (smoke)")
     assert lines[1].split()[:3] == ["case", "first", "p50"]
     assert any(line.startswith("single-line 256 warm") for line in lines)
+    assert any(line.startswith("single-line held-out warm") for line in lines)
     assert any(line.startswith("(a) vs transformers generate()") for line in lines)
     headline = json.loads(lines[-1])
     assert set(headline) == HEADLINE_KEYS
