@@ -63,7 +63,7 @@ def half_weight_products_work() -> bool:
         packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
         got = torch.ops.quantized.linear_dynamic_fp16(x, packed)
         return torch.allclose(got, F.linear(x, weight), rtol=1e-2, atol=1e-2)
-    except (RuntimeError, AttributeError):
+    except Exception:  # a probe: builds without fbgemm (ARM) raise RuntimeError or NotImplementedError
         return False
 
 
