@@ -275,6 +275,12 @@ def sample(holes: list[Hole], per_group: int) -> list[Hole]:
     return [hole for key in sorted(groups) for hole in groups[key][:per_group]]
 
 
+# generation_config keys read only when the length is unknown (the probe and the sizes around it): a true-length
+# fill is the same whatever they say, so `run` fills it once for --generation entries that differ only in them
+LENGTH_ONLY = frozenset({"length_offsets", "length_choice", "length_offsets_max_slots", "reprobe_rounds",
+                         "probe_moves_suffix_head"})
+
+
 def run(args: argparse.Namespace) -> None:
     from engine import Engine
 
@@ -282,6 +288,7 @@ def run(args: argparse.Namespace) -> None:
     holes = sample([hole for hole in load_holes(args.holes) if hole.kind in args.kinds], args.per_group)
     results = []
     fills = []  # every hole's fill per setting, for paired comparisons of two runs (`compare`)
+    true_length_fills: dict[str, list[tuple[Hole, str, float]]] = {}  # filled once per decoding that matters
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
     settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
@@ -289,7 +296,14 @@ def run(args: argparse.Namespace) -> None:
         for length, fit, head in settings:
             engine.defaults = replace(trained, **generation, suffix_head_tokens=head)
             for tokens_per_step in args.tokens_per_step:
-                filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke)
+                decoding = json.dumps([{key: value for key, value in generation.items() if key not in LENGTH_ONLY},
+                                       head, tokens_per_step], sort_keys=True)
+                if length == "true" and decoding in true_length_fills:
+                    filled = true_length_fills[decoding]  # the same fills (and times): only the length differed
+                else:
+                    filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke)
+                    if length == "true":
+                        true_length_fills[decoding] = filled
                 setting = {"length": length, "fit_length": fit, "suffix_head": head,
                            "tokens_per_step": tokens_per_step, "generation": generation}
                 for (language, kind), rows in _grouped(filled).items():

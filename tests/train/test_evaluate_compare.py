@@ -54,3 +54,26 @@ def test_a_run_writes_every_fill_and_compare_reads_two_runs(tiny_model_dir: Path
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and all(row["holes"] == 3 for row in rows)
     assert all(row["first_only"] == row["second_only"] == 0 for row in rows)  # the same model, seeded: same fills
+
+
+def test_entries_that_differ_only_in_length_keys_fill_the_true_length_once(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from engine.train import evaluate
+
+    holes = tmp_path / "holes.jsonl.xz"
+    with lzma.open(holes, "wt", encoding="utf-8") as sink:
+        sink.write(json.dumps({"id": "h", "language": "python", "kind": "single_line",
+                               "prefix": "def f(x):\n    return ", "middle": "x + 1", "suffix": "\n"}) + "\n")
+    lengths: list[str] = []
+    real_fill_all = evaluate.fill_all
+    monkeypatch.setattr(evaluate, "fill_all", lambda engine, holes, length, *rest: (
+        lengths.append(length), real_fill_all(engine, holes, length, *rest))[1])
+    out = tmp_path / "out.json"
+    main(["run", "--model", str(tiny_model_dir), "--holes", str(holes), "--per-group", "1", "--kinds", "single_line",
+          "--fit-length", "on", "--out", str(out), "--generation", "{}",
+          '{"length_offsets": [-1, 0, 1], "length_choice": "likelihood"}', '{"commit_confidence": 0.5}'])
+    assert lengths == ["true", "unknown", "unknown", "true", "unknown"]  # commit_confidence changes true-length fills
+    written = json.loads(out.read_text())
+    true_rows = [entry for entry in written["fills"] if entry["length"] == "true"]
+    assert len(true_rows) == 3 and true_rows[0]["holes"] == true_rows[1]["holes"]
