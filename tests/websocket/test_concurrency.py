@@ -57,13 +57,35 @@ def small_receive_buffer_socket(url: str) -> socket.socket:
     return sock
 
 
+class FinishedFills:
+    """Wraps the real engine's infill to signal once `count` fills of prefixes starting with `marker` ended."""
+
+    def __init__(self, service: InfillService, marker: str, count: int) -> None:
+        self.engine = service.engine
+        self.real_infill = self.engine.infill
+        self.marker, self.left = marker, count
+        self.done = threading.Event()
+
+    def infill(self, request: InfillRequest, cancel: threading.Event | None = None) -> Iterator[Refinement]:
+        yield from self.real_infill(request, cancel)
+        if request.prefix.startswith(self.marker):
+            self.left -= 1  # one engine thread: no race
+            if self.left == 0:
+                self.done.set()
+
+
 @pytest.mark.parametrize("limits", [Limits(write_limit=1024, send_buffer_bytes=4096, refinement_backlog=4)])
-async def test_slow_reader_does_not_stall_other_clients_and_still_gets_every_result(server: WsServer) -> None:
+async def test_slow_reader_does_not_stall_other_clients_and_still_gets_every_result(
+    server: WsServer, service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     slow_ids = {f"slow{n}" for n in range(6)}
+    slow_prefix = "#" * 2000 + "\n"
+    fills = FinishedFills(service, slow_prefix, len(slow_ids))
+    monkeypatch.setattr(fills.engine, "infill", fills.infill)
     async with client(server, sock=small_receive_buffer_socket(server.url), compression=None) as slow:
         slow.transport.pause_reading()  # stop reading without closing: the server sees a slow reader
         for id in sorted(slow_ids):
-            await send(slow, type="infill", id=id, prefix="#" * 2000 + "\n", suffix="", max_tokens=64, steps=64)
+            await send(slow, type="infill", id=id, prefix=slow_prefix, suffix="", max_tokens=64, steps=64)
 
         async def fast_client(c: int) -> None:
             async with client(server) as ws:
@@ -74,6 +96,9 @@ async def test_slow_reader_does_not_stall_other_clients_and_still_gets_every_res
 
         # The fast clients finish while the slow one has read nothing at all.
         await asyncio.wait_for(asyncio.gather(*(fast_client(c) for c in range(3))), WAIT)
+        # Every slow fill ends while its reader reads nothing (~70 KB of refinements against buffers of a
+        # few KB), so coalescing must happen; resuming earlier let it depend on timing (a CI run flaked).
+        await asyncio.wait_for(asyncio.to_thread(fills.done.wait), WAIT)
         slow.transport.resume_reading()
         streams = await collect(slow, slow_ids)
     for stream in streams.values():
