@@ -14,7 +14,7 @@ Usage:
     python -m engine.train.evaluate cut --manifest engine/train/manifest.jsonl.xz --js .device/js_corpus.tar.xz
     python -m engine.train.evaluate run [--model DIR] [--per-group 40] [--kinds multi_line] [--tokens-per-step 1,2,4]
         [--generation '{}' '{"suffix_refresh_steps": 0, "commit_confidence": 0.8}'] [--out A.json]
-    python -m engine.train.evaluate compare A.json B.json   # paired exact-match test, per setting
+    python -m engine.train.evaluate compare A.json [B.json]  # paired exact-match test (see `paired`)
 """
 
 from __future__ import annotations
@@ -317,23 +317,37 @@ def run(args: argparse.Namespace) -> None:
         args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results, "fills": fills}, indent=1))
 
 
-def paired(first: dict, second: dict) -> list[dict]:
-    """Two `run --out` files -> per setting found in both: the holes exact in one run only, each way, and
-    the two-sided sign test's p-value on them (McNemar's exact test). A paired test sees a 2-point change
-    that two separate proportions over a few hundred holes cannot tell from chance."""
-    def key(entry: dict) -> str:
-        return json.dumps({name: value for name, value in entry.items() if name != "holes"}, sort_keys=True)
+def paired(first: dict, second: dict | None = None) -> list[dict]:
+    """`run --out` files -> the holes exact under one decoding only, each way, and the two-sided sign test's
+    p-value on them (McNemar's exact test). Two files: each setting against the same setting of the
+    other. One file: each --generation entry against the run's first one (the baseline), at the same
+    length, probe, suffix head and tokens a step. A paired test sees a 2-point change that two separate
+    proportions over a few hundred holes cannot tell from chance."""
+    def key(entry: dict, without: tuple[str, ...] = ()) -> str:
+        return json.dumps({name: value for name, value in entry.items() if name not in ("holes", *without)},
+                          sort_keys=True)
 
-    theirs = {key(entry): {hole["id"]: hole["exact"] for hole in entry["holes"]} for entry in second.get("fills", [])}
+    def exact(entry: dict) -> dict[str, bool]:
+        return {hole["id"]: hole["exact"] for hole in entry["holes"]}
+
+    comparisons: list[tuple[dict, dict, dict]] = []  # (setting shown, first entry, second entry)
+    if second is not None:
+        theirs = {key(entry): entry for entry in second.get("fills", [])}
+        comparisons = [(entry, entry, theirs[key(entry)]) for entry in first.get("fills", [])
+                       if key(entry) in theirs]
+    else:
+        baselines: dict[str, dict] = {}
+        for entry in first.get("fills", []):
+            baseline = baselines.setdefault(key(entry, ("generation",)), entry)
+            if baseline is not entry and baseline["generation"] != entry["generation"]:
+                comparisons.append((entry, baseline, entry))
     out = []
-    for entry in first.get("fills", []):
-        other = theirs.get(key(entry))
-        if other is None:
-            continue
-        pairs = [(hole["exact"], other[hole["id"]]) for hole in entry["holes"] if hole["id"] in other]
+    for shown, one, other in comparisons:
+        theirs_exact = exact(other)
+        pairs = [(hit, theirs_exact[hole]) for hole, hit in exact(one).items() if hole in theirs_exact]
         first_only = sum(a and not b for a, b in pairs)
         second_only = sum(b and not a for a, b in pairs)
-        out.append({"setting": json.loads(key(entry)), "holes": len(pairs), "first_exact": sum(a for a, _ in pairs),
+        out.append({"setting": json.loads(key(shown)), "holes": len(pairs), "first_exact": sum(a for a, _ in pairs),
                     "second_exact": sum(b for _, b in pairs), "first_only": first_only,
                     "second_only": second_only, "p_value": sign_test(first_only, second_only)})
     return out
@@ -393,12 +407,13 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--after-keystroke", action="store_true",
                       help="fill each hole right after a fill one character earlier (warm per-document caches)")
     fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON")
-    pair = commands.add_parser("compare", help="paired exact-match test of two `run --out` files, per setting")
+    pair = commands.add_parser("compare", help="paired exact-match test: two `run --out` files setting by "
+                               "setting, or one file's --generation entries against its first")
     pair.add_argument("first", type=Path)
-    pair.add_argument("second", type=Path)
+    pair.add_argument("second", type=Path, nargs="?")
     args = parser.parse_args(argv)
     if args.command == "compare":
-        runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second)]
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second) if path]
         for row in paired(*runs):
             print(json.dumps(row))
         return

@@ -77,3 +77,12 @@ def test_entries_that_differ_only_in_length_keys_fill_the_true_length_once(
     written = json.loads(out.read_text())
     true_rows = [entry for entry in written["fills"] if entry["length"] == "true"]
     assert len(true_rows) == 3 and true_rows[0]["holes"] == true_rows[1]["holes"]
+
+
+def test_one_file_compares_each_generation_entry_with_the_first() -> None:
+    run = {"fills": [run_entry({"a": True, "b": False, "c": False}),
+                     run_entry({"a": False, "b": True, "c": True}, {"length_choice": "likelihood"}),
+                     {**run_entry({"a": True}), "length": "true"}]}  # no alternative at true length
+    (row,) = paired(run)
+    assert row["setting"]["generation"] == {"length_choice": "likelihood"}
+    assert (row["first_only"], row["second_only"], row["holes"]) == (1, 2, 3)  # baseline first
