@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from engine.backends import Backend, PrefixKV, TailCache, load_backend
-from engine.model_dir import GenerationDefaults, read_json, resolve_model
+from engine.model_dir import LENGTH_CHOICES, GenerationDefaults, read_json, resolve_model
 from engine.prefix_cache import CacheStats, KeptSuffixHead, PrefixCache
 from engine.sampler import (
     ConfidenceCommit,
@@ -193,6 +193,7 @@ class Engine:
         if slots < 0:
             raise EngineError(f"max_tokens must be >= 0 (got {slots})")
         batch = max(1, min(request.alternatives, MAX_ALTERNATIVES))
+        offsets, choice = self._length_rule(request)
         if slots == 0:
             yield Refinement(0, ("",) * batch, 0, 0, True)
             return
@@ -246,9 +247,10 @@ class Engine:
                 rounds += 1
                 fitted, guess = self.probe_length(denoiser, slots)
             # several sizes for one fill, not for alternatives (those are rows of their own)
-            if self.defaults.length_offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
-                sizes = sorted({min(budget, max(1, slots + offset)) for offset in self.defaults.length_offsets})
-                fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1])
+            if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
+                sizes = sorted({min(budget, max(1, slots + offset)) for offset in offsets})
+                fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1],
+                                            choice)
                 for state, chosen in fills:  # the probed size's row streams as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
@@ -281,11 +283,19 @@ class Engine:
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
 
+    def _length_rule(self, request: InfillRequest) -> tuple[tuple[int, ...], str]:
+        """The request's length offsets and choice, else the model's generation_config ones."""
+        offsets = self.defaults.length_offsets if request.length_offsets is None else request.length_offsets
+        choice = request.length_choice or self.defaults.length_choice
+        if choice not in LENGTH_CHOICES:
+            raise EngineError(f"length_choice must be one of {', '.join(LENGTH_CHOICES)} (got {choice!r})")
+        return tuple(offsets), choice
+
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, slots: int, sizes: list[int],
                        steps: int | None, request: InfillRequest, cancel: threading.Event | None,
-                       last_prefix_id: int) -> Iterator[tuple[HoleState, bool]]:
+                       last_prefix_id: int, choice: str) -> Iterator[tuple[HoleState, bool]]:
         """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and keep one fill by
-        `length_choice`. Yields (the row nearest `slots`, False) after each step, so that the user sees the
+        `choice` (GenerationDefaults.length_choice). Yields (the row nearest `slots`, False) after each step, so that the user sees the
         probed size's fill form, then (the kept row, True); nothing more if cancelled. Each yielded state
         has one row and that row's size. `last_prefix_id` is the cached prefix's last token.
 
@@ -308,10 +318,10 @@ class Engine:
         if state is None or not state.done or state.scores is None:
             return  # cancelled
         fills = [_one_row(state, row, size) for row, size in enumerate(sizes)]
-        if self.defaults.length_choice == "vote":
+        if choice == "vote":
             votes = self._votes(fills)
             best = max(range(len(fills)), key=lambda row: (votes[row], sizes[row]))  # ties: the larger hole
-        elif self.defaults.length_choice == "likelihood":
+        elif choice == "likelihood":
             scores = self._continuation_likelihoods(cache, last_prefix_id, fills, request.suffix)
             best = max(range(len(fills)), key=lambda row: (scores[row], -abs(sizes[row] - slots)))
         else:

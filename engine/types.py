@@ -24,6 +24,9 @@ class InfillRequest:
     fit_length: treat max_tokens as a budget and shrink the hole to the model's own length estimate
         first (one extra forward); None takes the model's generation_config default. Pass False when
         max_tokens is the true length.
+    length_offsets, length_choice: after the probe, fill at these offsets from the probed size and keep
+        one fill by this rule ("score", "vote", "likelihood"; see GenerationDefaults); () fills at the
+        probed size only; None takes the model's generation_config.
     """
 
     prefix: str
@@ -34,6 +37,8 @@ class InfillRequest:
     alternatives: int = 1
     seed: int = 0
     fit_length: bool | None = None
+    length_offsets: tuple[int, ...] | None = None
+    length_choice: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from infill_server.config import ConfigError, ServiceConfig
+from infill_server.config import LENGTHS, ConfigError, ServiceConfig
 from infill_server.errors import EngineError, ServiceError
 from infill_server.syntax import language_for
 
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where the model runs (default: auto)")
     common.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     common.add_argument("--max-tokens", type=int, help="hole slots (default: sized from the syntax at the cursor)")
+    common.add_argument("--length", choices=LENGTHS,
+                        help="a single-line fill's length: the model's default (auto), one fill at the probed "
+                             "length (probe), or five sizes ranked by likelihood (better, ~2x slower)")
 
     parser = argparse.ArgumentParser(
         prog="dgem-infill",
@@ -90,6 +93,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
         "model": getattr(args, "model", None),
         "device": getattr(args, "device", None),
         "steps": getattr(args, "steps", None),
+        "length": getattr(args, "length", None),
     }
     config = ServiceConfig.from_dict({k: v for k, v in values.items() if v is not None})
     max_tokens = getattr(args, "max_tokens", None)

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 from engine import Engine, EngineError, InfillRequest, ModelLoadError
 from infill_server.config import ServiceConfig
@@ -68,6 +69,14 @@ class _Shown:
     prefix: str
     suffix: str
     text: str
+
+
+# The `length` setting as the engine's per-request length rule (infill_server/config.py, LENGTHS)
+LENGTH_RULES: dict[str, dict[str, Any]] = {
+    "auto": {},  # the model's generation_config
+    "probe": {"length_offsets": ()},
+    "likelihood": {"length_offsets": (-2, -1, 0, 1, 2), "length_choice": "likelihood"},
+}
 
 
 class InfillService:
@@ -166,6 +175,7 @@ class InfillService:
             # Measured on held-out files (docs/quality): probing the length helps single-line fills
             # (exact match 12.2% vs 10.0%) but cuts multi-line ones short (edit similarity 0.185 vs 0.229).
             fit_length=None if context.mode is Mode.SINGLE_LINE and not job.rewrite else False,
+            **LENGTH_RULES[self.config.length],
         )
 
         def shape(text: str) -> str:

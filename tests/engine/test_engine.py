@@ -274,6 +274,23 @@ def test_length_by_vote_keeps_the_text_most_sizes_agree_on(engine: Engine, monke
     assert refinements[-1].text == engine.tokenizer.decode([5, 6, 7]), "the larger of the two agreeing sizes"
 
 
+def test_a_request_sets_or_clears_the_length_rule_of_the_generation_config(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted_probe(engine, [10], monkeypatch)
+    batches = scripted_sizes(engine, {8: [5, 6, 7], 10: [5, 9], 12: [5, 6, 7]}, monkeypatch)
+    asked = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True, length_offsets=(-2, 0, 2),
+                          length_choice="vote")
+    final = engine.complete(asked)  # the shipped defaults fill at the probed size only
+    assert batches == [[8, 10, 12]] and final is not None and final.text == engine.tokenizer.decode([5, 6, 7])
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="vote")
+    cleared = engine.complete(replace(asked, length_offsets=(), length_choice=None))
+    assert batches[-1] == [10], "one fill at the probed size, not a batch of sizes"
+    assert cleared is not None and cleared.text == engine.tokenizer.decode([5, 9])
+    with pytest.raises(EngineError, match="length_choice"):
+        engine.complete(replace(asked, length_choice="longest"))
+
+
 def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,7 +335,7 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     cache = engine.prefix_cache.sync("doc", prefix)
     sizes = [5, 7, 9]
     states = list(engine._fill_at_sizes(cache, torch.tensor(engine.suffix_ids(SUFFIX)), 7, sizes, 5,
-                                        InfillRequest(PREFIX, SUFFIX), None, prefix[-1]))
+                                        InfillRequest(PREFIX, SUFFIX), None, prefix[-1], "score"))
     assert states[-1][1] and len(rows) == len(sizes)
     monkeypatch.setattr(engine_module, "denoise_hole", batched)
     for size, row in zip(sizes, rows, strict=True):

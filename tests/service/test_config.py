@@ -24,6 +24,7 @@ def test_defaults_are_valid() -> None:
         ({"model": ""}, "model"),
         ({"languages": "python"}, "languages"),
         ({"languages": [1]}, "languages"),
+        ({"length": "longest"}, "length"),
     ],
 )
 def test_bad_values_are_rejected_with_the_setting_named(values: dict, message: str) -> None:

@@ -97,3 +97,27 @@ async def test_typing_the_shown_suggestion_keeps_the_rest_without_a_model_call(s
 async def test_alternatives_are_distinct(service: InfillService) -> None:
     result = await service.infill(InfillJob("doc", PREFIX, SUFFIX, max_tokens=8, alternatives=3))
     assert 1 <= len(result.texts) <= 3 and len(set(result.texts)) == len(result.texts)
+
+
+@pytest.mark.parametrize(
+    ("length", "sizes"),
+    [("auto", None), ("probe", ()), ("likelihood", (-2, -1, 0, 1, 2))],
+)
+async def test_the_length_setting_reaches_single_line_requests(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch, length: str, sizes: tuple | None
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    asked = []
+    real_infill = engine.infill
+
+    def recording(request, cancel=None):
+        asked.append(request)
+        return real_infill(request, cancel)
+
+    monkeypatch.setattr(engine, "infill", recording)
+    await service.reconfigure(service.config.replace(length=length))
+    result = await service.infill(InfillJob("doc", PREFIX, SUFFIX))  # a single-line hole, sized by the service
+    assert asked[-1].length_offsets == sizes and result.steps >= 1
+    assert asked[-1].length_choice == ("likelihood" if length == "likelihood" else None)
+

@@ -13,6 +13,7 @@ export interface ServerSettings {
     device: string;
     max_tokens: number;
     steps: number | null;
+    length: string;
     languages: string[];
 }
 
@@ -47,6 +48,7 @@ export function serverSettings(): ServerSettings {
         device: c.get<string>("device", "auto"),
         max_tokens: c.get<number>("maxTokens", 64),
         steps: steps > 0 ? steps : null,
+        length: c.get<string>("length", "auto"),
         languages: languages(),
     };
 }
