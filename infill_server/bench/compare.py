@@ -21,7 +21,7 @@ import torch
 
 from engine import Engine, InfillRequest
 from engine.native import NativeModel
-from infill_server.bench.latency import Document, timed_fill
+from infill_server.bench.latency import Document, service_request, timed_fill
 from infill_server.bench.timing import Budget, Samples, time_ms
 
 _fresh = itertools.count()
@@ -169,12 +169,13 @@ class GreedyDecoder:
 
 
 def versus_autoregressive(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
-    """Warm-cache latency of a `slots`-token diffusion fill and of `slots` greedy tokens."""
+    """Warm-cache latency of a `slots`-token diffusion fill, sized as the service sizes it (a multi-line hole
+    takes `multiline_tokens_per_step` tokens a step and no probe), and of `slots` greedy tokens."""
     decoder = GreedyDecoder(engine)
     decoder.set_prefix(engine.prefix_ids(doc.prefix))
     key = "ar-warm"
-    diffusion = InfillRequest(doc.prefix, doc.suffix, max_tokens=slots, cache_key=key)
-    no_suffix = InfillRequest(doc.prefix, "", max_tokens=slots, cache_key=key)
+    diffusion = service_request(engine, doc.prefix, doc.suffix, slots, None, key)
+    no_suffix = service_request(engine, doc.prefix, "", slots, None, key)
     engine.complete(diffusion)
     decoder.decode(slots)
     samples = {
