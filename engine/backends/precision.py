@@ -4,7 +4,7 @@ weights with float32 products where the backend can run them, else float32.
 CPUs with native bf16 (AVX512-BF16, AMX) run a bf16 matrix product 2-4x faster than a float32 one; without
 it oneDNN emulates bf16 and is slower. Which one a CPU is, torch's ISA report or a timing at load tells.
 On the others, fbgemm's product with float16 weights (float32 inputs, float32 sums) beats oneDNN's float32
-one for a small model's shapes (the LM head 3x, a step 1.5-2x: docs/BENCHMARKS.md, session 9) and stays
+one for a small model's shapes (the LM head 3x, a whole fill 1.4x: docs/BENCHMARKS.md, session 9) and stays
 within 1e-2 of its logits: float16 holds an int8 row-wise weight to 11 bits, bf16 to 8.
 $DGEM_INFILL_DTYPE (float32 | bfloat16 | float16 | auto) overrides the choice for every backend; float16
 (weights only) is for backends that say they can run it (the native one on a CPU).
