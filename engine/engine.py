@@ -180,6 +180,7 @@ class Engine:
             masked_rows_only=self.defaults.masked_rows_only or self.defaults.hole_refresh_steps != 1,
             inner_pads=self.defaults.inner_pads,
             ordered_tail=spare if self.defaults.margin_in_order else 0,
+            pad_logit_bias=self.defaults.pad_logit_bias,
         )
 
     # ---- filling ----------------------------------------------------------------------------
@@ -250,7 +251,7 @@ class Engine:
             if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in offsets})
                 fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1],
-                                            choice)
+                                            choice, tail if self.defaults.probe_moves_suffix_head else None)
                 for state, chosen in fills:  # the probed size's row streams as drafts, then the chosen fill
                     step += 1
                     texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
@@ -293,7 +294,8 @@ class Engine:
 
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, slots: int, sizes: list[int],
                        steps: int | None, request: InfillRequest, cancel: threading.Event | None,
-                       last_prefix_id: int, choice: str) -> Iterator[tuple[HoleState, bool]]:
+                       last_prefix_id: int, choice: str,
+                       probed_head: TailCache | None = None) -> Iterator[tuple[HoleState, bool]]:
         """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and keep one fill by
         `choice` (GenerationDefaults.length_choice). Yields (the row nearest `slots`, False) after each step, so that the user sees the
         probed size's fill form, then (the kept row, True); nothing more if cancelled. Each yielded state
@@ -301,12 +303,19 @@ class Engine:
 
         A row's hole is its first `size` slots of the widest; the slots after them start as committed pads
         and no query attends to them, and its suffix head sits right after its own hole (the backend's
-        `hole_lengths`): each row computes what a fill at its size alone would, for about the price of one."""
+        `hole_lengths`): each row computes what a fill at its size alone would, for about the price of one.
+
+        `probed_head`: the probe's suffix head, at `slots`. Each row then reads it moved to its own size, as a
+        probed fill at that size alone would (`probe_moves_suffix_head`), and the first pass runs the hole
+        slots only: the suffix head would otherwise run once per row (5 x 64 rows for five sizes)."""
         pad = self.tokenizer.special.pad
         widest = max(sizes)
         lengths = torch.tensor(sizes, device=self.backend.device)  # (K,)
         shown = min(range(len(sizes)), key=lambda row: (abs(sizes[row] - slots), sizes[row]))
-        denoiser = self.canvas_denoiser(cache, suffix, self.new_tail(suffix), hole_lengths=lengths)
+        head = self.new_tail(suffix)
+        if head is not None and probed_head is not None and probed_head.filled:
+            head = probed_head.moved_per_row([size - slots for size in sizes])
+        denoiser = self.canvas_denoiser(cache, suffix, head, hole_lengths=lengths)
         sampler = self.make_sampler(widest, steps, request.seed, independent_rows=True)
         start = sampler.start(len(sizes), widest, self.backend.device)
         dead = torch.arange(widest, device=self.backend.device)[None] >= lengths[:, None]  # (K, S)
@@ -330,16 +339,16 @@ class Engine:
 
     def _continuation_likelihoods(self, cache: PrefixKV, last_prefix_id: int, fills: list[HoleState],
                                   suffix: str) -> list[float]:
-        """For each fill (row 0), the causal pass's log-probability of its text followed by the rest of the
-        suffix's line, after the prefix. The candidates continue the same document, so the sums compare
-        across lengths with no normalisation, and the line's rest scores how well each fill joins it."""
+        """For each fill (row 0), the causal pass's log-probability of its text followed by the suffix's first
+        `likelihood_suffix_lines` lines (the first is the rest of the hole's line), after the prefix. The
+        candidates continue the same document, so the sums compare across lengths with no normalisation,
+        and the suffix's lines score how well each fill joins them."""
         score = getattr(self.backend, "continuation_logprobs", None)
         if score is None:
             raise EngineError(f"length_choice 'likelihood' needs a causal scoring pass, which the "
                               f"{self.info.backend} backend lacks")
         pad = self.tokenizer.special.pad
-        line_end = suffix.find("\n")
-        rest = suffix if line_end < 0 else suffix[: line_end + 1]
+        rest = suffix_lines(suffix, self.defaults.likelihood_suffix_lines)
         texts = [self.tokenizer.decode([token for token in state.tokens[0].tolist() if token != pad])
                  for state in fills]
         encoded = [self.tokenizer.encode(text + rest) for text in texts]
@@ -459,3 +468,13 @@ def _one_row(state: HoleState, row: int, size: int) -> HoleState:
     cut = {name: getattr(state, name)[row : row + 1, :size] for name in ("tokens", "committed", "guess")}
     scores = None if state.scores is None else state.scores[row : row + 1, :size]
     return replace(state, **cut, logits=None, scores=scores, done=state.done)
+
+
+def suffix_lines(suffix: str, lines: int) -> str:
+    """The suffix up to and including its `lines`-th newline (all of it if it has fewer)."""
+    end = -1
+    for _ in range(max(lines, 1)):
+        end = suffix.find("\n", end + 1)
+        if end < 0:
+            return suffix
+    return suffix[: end + 1]

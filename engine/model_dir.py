@@ -46,6 +46,9 @@ class GenerationDefaults:
     # "likelihood" (the causal pass's log-probability of the fill followed by the rest of the suffix's line:
     # every candidate continues the same document, so the sums compare across lengths)
     length_choice: str = "score"
+    # "likelihood" scores each fill followed by this many lines of the suffix (1: the rest of the hole's line;
+    # more lets the lines after the hole judge a fill, e.g. one that leaves a bracket open)
+    likelihood_suffix_lines: int = 1
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32
@@ -74,6 +77,8 @@ class GenerationDefaults:
     # neighbour holds text, so that a fill cannot anchor its last token (a line's `;`) at the hole's far end
     # and be forced to write text into the slots between
     margin_in_order: bool = False
+    # mask noise: added to the pad token's logit in every denoising step (> 0: fills end sooner)
+    pad_logit_bias: float = 0.0
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -208,6 +208,19 @@ class TailKV:
         angles = delta * self.rotary.inv_freq  # (E/2,)
         self.keys = [apply_rotary(k, angles.cos(), angles.sin()) for k in self.keys]
 
+    def moved_per_row(self, deltas: list[int]) -> TailKV:
+        """A tail of one row per delta, each row this (one-row) tail moved by its delta: the suffix heads of a
+        batch whose rows' holes differ in size (NativeModel.denoise's `hole_lengths`), from one pass's keys."""
+        other = TailKV(self.rotary)
+        if not self.filled:
+            return other
+        rows = len(deltas)
+        angles = torch.tensor(deltas, dtype=torch.float32, device=self.rotary.inv_freq.device)[:, None]
+        angles = (angles * self.rotary.inv_freq)[:, None, None, :]  # (B, 1, 1, E/2)
+        other.keys = [apply_rotary(k.expand(rows, -1, -1, -1), angles.cos(), angles.sin()) for k in self.keys]
+        other.values = [v.expand(rows, -1, -1, -1) for v in self.values]
+        return other
+
     def layer(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys[index].expand(batch, -1, -1, -1), self.values[index].expand(batch, -1, -1, -1)
 

@@ -117,6 +117,7 @@ class ConfidenceCommit:
         masked_rows_only: bool = False,
         inner_pads: bool = False,
         ordered_tail: int = 0,
+        pad_logit_bias: float = 0.0,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -129,6 +130,7 @@ class ConfidenceCommit:
         self.inner_pads = inner_pads
         # the hole's last `ordered_tail` slots take text only left to right (see GenerationDefaults.margin_in_order)
         self.ordered_tail = ordered_tail
+        self.pad_logit_bias = pad_logit_bias  # added to the pad's logit: > 0 ends fills sooner
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -143,6 +145,8 @@ class ConfidenceCommit:
     def _choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """logits (B, S, V) -> token (B, S) and its probability (B, S)."""
         logits = self._forbid(logits, self.forbidden)
+        if self.pad_logit_bias:
+            logits[..., self.pad] += self.pad_logit_bias
         probs = torch.softmax(logits, dim=-1)
         confidence, token = probs.max(-1)
         if logits.shape[0] > 1 and not self.independent_rows:  # alternatives: rows 1.. differ from row 0

@@ -50,6 +50,10 @@ class TailCache(Protocol):
         """Another handle on the same keys, unaffected by this one's later move or clear."""
         ...
 
+    def moved_per_row(self, deltas: list[int]) -> TailCache:
+        """A batch of these keys, row b moved `deltas[b]` positions (one row's hole b resized)."""
+        ...
+
 
 class HoleCache(Protocol):
     """Backend-owned keys/values of the hole slots, each from the last pass that ran that slot."""

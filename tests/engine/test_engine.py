@@ -291,17 +291,20 @@ def test_a_request_sets_or_clears_the_length_rule_of_the_generation_config(
         engine.complete(replace(asked, length_choice="longest"))
 
 
+@pytest.mark.parametrize("lines", [1, 4])
 def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, lines: int
 ) -> None:
     scripted_probe(engine, [10], monkeypatch)
     texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
     scripted_sizes(engine, texts, monkeypatch)
-    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood")
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
+                              likelihood_suffix_lines=lines)
     final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
-    # the same sums from scratch: a causal pass over prefix + fill + the rest of the suffix's first line
+    # the same sums from scratch: a causal pass over prefix + fill + the suffix's first `lines` lines
     model, prefix = engine.backend.model, engine.prefix_ids(PREFIX)
-    rest = SUFFIX[: SUFFIX.index("\n") + 1]
+    rest = "".join(SUFFIX.splitlines(keepends=True)[:lines])
+    assert rest.count("\n") == lines
     sums = {}
     for size, fill in texts.items():
         continuation = engine.tokenizer.encode(engine.tokenizer.decode(fill) + rest)
@@ -341,6 +344,15 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     for size, row in zip(sizes, rows, strict=True):
         alone = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=size, steps=5, fit_length=False))
         assert alone is not None and engine.tokenizer.decode(row[:size]) == alone.text, f"size {size}"
+
+
+def test_suffix_lines_cuts_after_the_nth_newline() -> None:
+    from engine.engine import suffix_lines
+
+    assert suffix_lines("a)\n  b\n  c", 1) == "a)\n"
+    assert suffix_lines("a)\n  b\n  c", 2) == "a)\n  b\n"
+    assert suffix_lines("a)\n  b\n  c", 5) == "a)\n  b\n  c", "fewer lines: all of it"
+    assert suffix_lines("\n\nx", 2) == "\n\n" and suffix_lines("", 3) == ""
 
 
 def test_holes_above_the_offsets_slot_limit_are_filled_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

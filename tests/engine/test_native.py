@@ -136,6 +136,56 @@ def test_a_moved_tail_equals_a_tail_recorded_at_the_new_positions(model_and_cach
     torch.testing.assert_close(at_six.values[0], at_four.values[0])
 
 
+def test_a_tail_moved_per_row_holds_each_row_moved_by_its_own_delta(model_and_cache) -> None:
+    model, cache, engine = model_and_cache
+    mask = engine.tokenizer.special.mask
+    tail = TailKV(model.rotary)
+    model.denoise(cache, canvas_of(engine, [mask] * 6), 6, tail)
+    deltas = [-2, 0, 1]
+    rows = tail.moved_per_row(deltas)
+    for row, delta in enumerate(deltas):
+        alone = tail.copy()
+        alone.move(delta)
+        for layer in range(len(tail.keys)):
+            keys, values = rows.layer(layer, len(deltas))
+            torch.testing.assert_close(keys[row : row + 1], alone.keys[layer])
+            torch.testing.assert_close(values[row : row + 1], tail.values[layer])
+    assert not TailKV(model.rotary).moved_per_row(deltas).filled
+
+
+@pytest.mark.parametrize("moves", [True, False])
+def test_fills_at_several_sizes_read_the_probes_suffix_head_moved_to_each_size(
+    tiny_model_dir: Path, monkeypatch, moves: bool
+) -> None:
+    """With probe_moves_suffix_head, the batched fill's first pass runs its hole slots only (the suffix head
+    comes from the probe), and the row at the probed size is the fill that size alone gives."""
+    from dataclasses import replace
+
+    from engine import InfillRequest
+
+    engine = Engine.load(tiny_model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, suffix_refresh_steps=0, fit_length=True, probe_moves_suffix_head=moves)
+    model = engine.backend.model
+    seen: list[tuple[int, int]] = []
+    embed = model.embed.forward
+    monkeypatch.setattr(model.embed, "forward", lambda ids: seen.append(tuple(ids.shape)) or embed(ids))
+    probe = engine.probe_length
+    monkeypatch.setattr(engine, "probe_length", lambda *args: (4, probe(*args)[1]))
+    request = InfillRequest("x = ", "\nprint(x)\n", max_tokens=8, steps=4)  # 2 steps at the probed size
+    alone = engine.complete(request)  # one fill at the probed size
+    seen.clear()
+    # keep the probed size's row whatever the causal pass says, to compare it with the fill alone
+    monkeypatch.setattr(engine, "_continuation_likelihoods",
+                        lambda cache, last, fills, suffix: [float(state.tokens.shape[1] == 4) for state in fills])
+    kept = engine.complete(replace(request, length_offsets=(-1, 0, 1), length_choice="likelihood"))
+    suffix = len(engine.suffix_ids("\nprint(x)\n"))
+    batched = [shape for shape in seen if shape[0] == 3]
+    assert batched[0] == ((3, 5) if moves else (3, 5 + suffix)), "the first batched pass, widest hole 5"
+    assert alone is not None and kept is not None and kept.slots == 4
+    if moves:
+        assert kept.text == alone.text
+
+
 def test_a_document_keeps_its_suffix_head_for_the_next_probe_before_the_same_suffix(
     tiny_model_dir: Path, monkeypatch
 ) -> None:

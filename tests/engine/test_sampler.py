@@ -116,6 +116,22 @@ def test_trailing_pads_are_committed_together_when_certain() -> None:
     assert state.committed[0, 2:].all(), "a certain run of pads at the right end goes in at once"
 
 
+def test_a_pad_logit_bias_turns_a_last_slot_that_leans_to_text_into_a_pad() -> None:
+    # the last slot: text 7 at 0.4 against a pad at 0.3 (the rest 0.05 each)
+    probs = torch.full((1, 3, V), 0.05)
+    probs[0, 0, 5] = probs[0, 1, 6] = 0.65
+    probs[0, 2, 7], probs[0, 2, PAD] = 0.4, 0.3
+    logits = probs.log()
+
+    def last_slot(bias: float) -> int:
+        sampler = ConfidenceCommit(MASK, PAD, [MASK], 1, 0.0, torch.Generator().manual_seed(0),
+                                   pad_logit_bias=bias)
+        return int(sampler.update(sampler.start(1, 3, torch.device("cpu")), logits).tokens[0, 2])
+
+    assert last_slot(0.0) == 7
+    assert last_slot(math.log(0.4 / 0.3) + 0.1) == PAD, "a bias past the log-odds flips it"
+
+
 def test_the_last_step_commits_everything() -> None:
     sampler = commit_sampler(steps=1)
     state = sampler.start(1, 3, torch.device("cpu"))
