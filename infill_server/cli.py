@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--max-tokens", type=int, help="hole slots (default: sized from the syntax at the cursor)")
     common.add_argument("--length", choices=LENGTHS,
                         help="a single-line fill's length: the model's default (auto), one fill at the probed "
-                             "length (probe), or five sizes ranked by likelihood (better, ~2x slower)")
+                             "length (probe), or five sizes ranked by likelihood (the shipped model's default: better)")
 
     parser = argparse.ArgumentParser(
         prog="dgem-infill",

@@ -18,7 +18,7 @@ local defaults = {
     device = "auto", -- "auto" | "cpu" | "cuda"
     max_tokens = 64, -- largest hole, in tokens
     steps = nil, -- denoising steps per block; nil: the model's default
-    length = "auto", -- single-line length: "auto" | "probe" | "likelihood" (better, ~2x slower)
+    length = "auto", -- single-line length: "auto" | "probe" | "likelihood" (better; the shipped default)
   },
   keys = {
     accept = "<Tab>", -- accepts the ghost text; types a Tab when none shows
