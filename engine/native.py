@@ -107,6 +107,28 @@ class Attention(nn.Module):
         F.scaled_dot_product_attention's (a CPU backend swaps in its own kernel, engine/backends/cpu_kernels.py)."""
         return F.scaled_dot_product_attention(q, keys, values, **options)  # type: ignore[arg-type]
 
+    def attend_after_prefix(
+        self,
+        q: torch.Tensor,
+        prefix_keys: torch.Tensor,
+        prefix_values: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attention of each row's queries q (B, H, T, E) over a prefix that every row shares, prefix_keys and
+        prefix_values (1, H, L, E), followed by the row's own keys and values (B, H, C, E); `mask` (bool, True
+        = attend, broadcastable to (B, 1, T, C)) applies to the row's own keys. The same as `attend` over
+        [prefix; own] per row; a CPU backend swaps in a kernel that never copies the prefix into each row
+        (engine/backends/cpu_kernels.py)."""
+        B = q.shape[0]
+        all_keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)
+        all_values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
+        if mask is not None:
+            mask = mask.expand(B, 1, q.shape[2], keys.shape[2])
+            mask = torch.cat((mask.new_ones(B, 1, q.shape[2], prefix_keys.shape[2]), mask), dim=-1)
+        return self.attend(q, all_keys, all_values, attn_mask=mask)
+
     def merge(self, y: torch.Tensor) -> torch.Tensor:
         B, _, T, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, D)
@@ -338,13 +360,13 @@ class NativeModel(nn.Module):
         run = torch.cat((torch.full((B, 1), last, dtype=ids.dtype, device=ids.device), ids[:, :-1]), dim=1)
         positions = torch.arange(L, L + T, device=ids.device)[None].expand(B, T)
         cos, sin = self.rotary(positions)
-        mask = torch.ones(T, L + T, dtype=torch.bool, device=ids.device).tril(L)  # (T, L + T): causal
+        causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()[None, None]  # (1, 1, T, T)
         x = self.embed_tokens(run)  # (B, T, D)
         for block, kv in zip(self.blocks, cache.layers, strict=True):
             q, k, v = block.attn.project(block.attn_norm(x), cos, sin)
-            keys = torch.cat((kv.k[:, :, :L].expand(B, -1, -1, -1), k), dim=2)  # (B, H, L + T, E)
-            values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
-            x = x + block.attn.merge(block.attn.attend(q, keys, values, attn_mask=mask))
+            # every row sees the whole cached prefix, and its own tokens causally
+            y = block.attn.attend_after_prefix(q, kv.k[:, :, :L], kv.v[:, :, :L], k, v, causal)
+            x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
         logprobs = torch.log_softmax(self.logits(x).float(), dim=-1)  # (B, T, V)
         return logprobs.gather(-1, ids[..., None])[..., 0]
@@ -418,12 +440,13 @@ class NativeModel(nn.Module):
                 kv.reserve(C)
                 kv.k[:, :, L : L + C], kv.v[:, :, L : L + C] = k, v
                 keys, values = kv.k[:, :, : L + C], kv.v[:, :, : L + C]
-            else:
-                keys = torch.cat((kv.k[:, :, :L].expand(B, -1, -1, -1), k), dim=2)
-                values = torch.cat((kv.v[:, :, :L].expand(B, -1, -1, -1), v), dim=2)
             if index == len(self.blocks) - 1:  # the last layer's queries, FFN and LM head: wanted slots only
                 q, x = q[:, :, queries], x[:, queries]
-            y = block.attn.attend(q, keys, values, attn_mask=key_mask)
+            if B == 1:
+                y = block.attn.attend(q, keys, values, attn_mask=key_mask)
+            else:  # rows share the prefix: attended once for all, not copied into each row
+                canvas_mask = None if key_mask is None else key_mask[..., L:]
+                y = block.attn.attend_after_prefix(q, kv.k[:, :, :L], kv.v[:, :, :L], k, v, canvas_mask)
             x = x + block.attn.merge(y)
             x = x + block.ffn(block.ffn_norm(x))
         if fresh_hole_kv or active is not None:  # every slot whose input changed was run: the keys are current

@@ -13,8 +13,12 @@ Two things make a warm multi-line step slow on a small CPU (docs/BENCHMARKS.md, 
 On a CPU without native bf16 the products instead take fbgemm's float16-weight kernel (`HalfWeightProduct`):
 float32 inputs and sums, weights held in float16 (engine/backends/precision.py says why).
 
+Rows of a batch that share the prefix (one hole at several sizes, the likelihood's scoring pass) attend it
+as one batch of queries instead of each row copying it (`attend_after_shared_prefix`).
+
 `use_cpu_kernels` swaps these in by replacing the `forward` of the network's linear layers and SwiGLUs, and
-`Attention.attend` / `NativeModel.project_vocab`, per instance: parameters and state_dict are unchanged.
+`Attention.attend` / `attend_after_prefix` / `NativeModel.project_vocab`, per instance: parameters and
+state_dict are unchanged.
 The packed copies are taken at load: the backend never changes weights after it.
 """
 
@@ -100,11 +104,62 @@ class HalfWeightSwiGLU:
         return self.down(F.silu(gate) * up)
 
 
+def _flash(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+           mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch's CPU flash attention: output (B, H, T, E) and each query's log-sum-exp (B, H, T); `mask` bool."""
+    if mask is not None:  # the kernel takes an additive mask of the queries' dtype
+        mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, keys, values, attn_mask=mask)
+
+
+def attend_after_shared_prefix(
+    q: torch.Tensor,
+    prefix_keys: torch.Tensor,
+    prefix_values: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention.attend_after_prefix without a copy of the prefix per row: every row's queries attend the
+    shared prefix as one batch of queries, each row attends its own keys, and the two parts are merged by
+    their log-sum-exps. For five rows of a short hole after 300 prefix tokens, a third of the time of the
+    copies and one attention (session 10)."""
+    B, H, T, E = q.shape
+    if prefix_keys.shape[2] == 0:
+        return _flash(q, keys, values, mask)[0]
+    as_one_row = q.transpose(0, 1).reshape(1, H, B * T, E)  # (1, H, B*T, E): rows' queries side by side
+    prefix_out, prefix_lse = _flash(as_one_row, prefix_keys, prefix_values)
+    prefix_out = prefix_out.view(H, B, T, E).transpose(0, 1)  # (B, H, T, E)
+    prefix_lse = prefix_lse.view(H, B, T).transpose(0, 1)  # (B, H, T)
+    own_out, own_lse = _flash(q, keys, values, mask)
+    top = torch.maximum(prefix_lse, own_lse)
+    prefix_weight = (prefix_lse - top).exp()[..., None]
+    own_weight = (own_lse - top).exp()[..., None]
+    merged = (prefix_out.float() * prefix_weight + own_out.float() * own_weight) / (prefix_weight + own_weight)
+    return merged.to(q.dtype)
+
+
+def shared_prefix_attention_works() -> bool:
+    """torch's CPU flash attention (a private op) is in this build and returns what the merge needs."""
+    try:
+        q, keys = torch.linspace(-1, 1, 2 * 2 * 3 * 4).view(2, 2, 3, 4), torch.linspace(1, -1, 2 * 5 * 4).view(1, 2, 5, 4)
+        own = torch.linspace(-0.5, 0.5, 2 * 2 * 3 * 4).view(2, 2, 3, 4)
+        mask = torch.ones(1, 1, 3, 3, dtype=torch.bool).tril()
+        want = F.scaled_dot_product_attention(q, torch.cat((keys.expand(2, -1, -1, -1), own), dim=2),
+                                              torch.cat((keys.expand(2, -1, -1, -1), own), dim=2),
+                                              attn_mask=torch.cat((mask.new_ones(1, 1, 3, 5), mask), dim=-1))
+        got = attend_after_shared_prefix(q, keys, keys, own, own, mask)
+        return torch.allclose(got, want, atol=1e-5)
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+
+
 def use_cpu_kernels(model: NativeModel, half_weights: bool = False) -> str:
     """Swap in the kernels above; returns what the products became: "packed" (bf16 weights oneDNN can
     pack), "half_weights" (float16 weights, asked for by `half_weights`) or "eager" (F.linear; only the
     threads are split)."""
     kind = "half_weights" if half_weights else "packed" if packing_works(model.embed.weight.dtype) else "eager"
+    shared_prefix = shared_prefix_attention_works()
     make_product = {"packed": PackedProduct, "half_weights": HalfWeightProduct}.get(kind)
     make_swiglu = {"packed": PackedSwiGLU, "half_weights": HalfWeightSwiGLU}.get(kind)
 
@@ -116,5 +171,7 @@ def use_cpu_kernels(model: NativeModel, half_weights: bool = False) -> str:
             linear.forward = product(linear.weight, linear.forward)
         block.ffn.forward = all_threads(make_swiglu(block.ffn) if make_swiglu else block.ffn.forward)
         block.attn.attend = all_threads(block.attn.attend)
+        if shared_prefix:
+            block.attn.attend_after_prefix = all_threads(attend_after_shared_prefix)
     model.project_vocab = product(model.embed.weight, model.project_vocab)
     return kind

@@ -83,3 +83,31 @@ def test_a_pass_is_timed_on_one_thread_and_on_the_callers_then_the_count_restore
         assert cheaper_on_one_thread(lambda: seen.append(-1)) and seen[-1] != -1  # one thread: nothing to time
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("prefix_length", [0, 7])
+def test_attention_after_a_shared_prefix_equals_each_row_attending_its_copy(dtype: torch.dtype,
+                                                                            prefix_length: int) -> None:
+    from engine.backends.cpu_kernels import attend_after_shared_prefix, shared_prefix_attention_works
+    from engine.native import Attention, NativeConfig
+
+    assert shared_prefix_attention_works()
+    generic = Attention(NativeConfig(dim=32, n_heads=2)).attend_after_prefix  # the per-row copies
+    torch.manual_seed(0)
+    q = torch.randn(3, 2, 4, 16).to(dtype)  # (B, H, T, E): three rows
+    prefix_keys, prefix_values = torch.randn(2, 1, 2, prefix_length, 16).to(dtype)
+    keys, values = torch.randn(2, 3, 2, 5, 16).to(dtype)  # each row's own
+    alive = torch.tensor([[1, 1, 0, 0, 1], [1, 1, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)[:, None, None]
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-5}
+    for mask in (None, alive):  # (B, 1, 1, C): dead slots per row, as fills at several sizes have
+        got = attend_after_shared_prefix(q, prefix_keys, prefix_values, keys, values, mask)
+        want = generic(q, prefix_keys, prefix_values, keys, values, mask)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), want.float(), **tolerance)
+
+
+def test_the_cpu_backend_attends_a_shared_prefix_once(tiny_model_dir: Path) -> None:
+    engine = Engine.load(tiny_model_dir, device="cpu", dtype="float32")
+    block = engine.backend.model.blocks[0]
+    assert getattr(block.attn.attend_after_prefix, "all_threads", None) is not None, "swapped in, on all threads"
