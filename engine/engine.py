@@ -351,14 +351,18 @@ class Engine:
         rest = suffix_lines(suffix, self.defaults.likelihood_suffix_lines)
         texts = [self.tokenizer.decode([token for token in state.tokens[0].tolist() if token != pad])
                  for state in fills]
-        encoded = [self.tokenizer.encode(text + rest) for text in texts]
+        distinct = list(dict.fromkeys(texts))  # sizes often agree: each text is scored once
+        if len(distinct) == 1:  # nothing to choose between (the caller's tie-break keeps the probed size)
+            return [0.0] * len(fills)
+        encoded = [self.tokenizer.encode(text + rest) for text in distinct]
         width = max(len(ids) for ids in encoded)
         if width == 0:
             return [0.0] * len(fills)
         ids = torch.tensor([row + [pad] * (width - len(row)) for row in encoded], device=self.backend.device)
         counted = torch.tensor([[i < len(row) for i in range(width)] for row in encoded], device=self.backend.device)
-        logprobs = score(cache, last_prefix_id, ids)  # (K, T)
-        return logprobs.masked_fill(~counted, 0.0).sum(-1).tolist()
+        logprobs = score(cache, last_prefix_id, ids)  # (distinct texts, T)
+        sums = dict(zip(distinct, logprobs.masked_fill(~counted, 0.0).sum(-1).tolist(), strict=True))
+        return [sums[text] for text in texts]
 
     def _votes(self, fills: list[HoleState]) -> list[int]:
         """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the

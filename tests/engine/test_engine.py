@@ -346,6 +346,24 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
         assert alone is not None and engine.tokenizer.decode(row[:size]) == alone.text, f"size {size}"
 
 
+def test_the_likelihood_scores_each_distinct_text_once_and_none_when_all_agree(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted_probe(engine, [10], monkeypatch)
+    scored: list[int] = []
+    score = engine.backend.continuation_logprobs
+    monkeypatch.setattr(engine.backend, "continuation_logprobs",
+                        lambda cache, last, ids: scored.append(ids.shape[0]) or score(cache, last, ids))
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood")
+    scripted_sizes(engine, {8: [5, 6, 7], 10: [5, 6, 7], 12: [7, 7, 7, 7]}, monkeypatch)
+    engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert scored == [2], "three sizes, two texts"
+    scripted_sizes(engine, {8: [5, 6], 10: [5, 6], 12: [5, 6]}, monkeypatch)
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert scored == [2], "one text: nothing to score"
+    assert final is not None and final.slots == 10 and final.text == engine.tokenizer.decode([5, 6])
+
+
 def test_suffix_lines_cuts_after_the_nth_newline() -> None:
     from engine.engine import suffix_lines
 
