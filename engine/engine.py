@@ -181,6 +181,7 @@ class Engine:
             inner_pads=self.defaults.inner_pads,
             ordered_tail=spare if self.defaults.margin_in_order else 0,
             pad_logit_bias=self.defaults.pad_logit_bias,
+            spread_commits=self.defaults.spread_commits,
         )
 
     # ---- filling ----------------------------------------------------------------------------

@@ -79,6 +79,9 @@ class GenerationDefaults:
     margin_in_order: bool = False
     # mask noise: added to the pad token's logit in every denoising step (> 0: fills end sooner)
     pad_logit_bias: float = 0.0
+    # mask noise: a step's k commits go to slots that are not neighbours where the free slots allow it
+    # (two neighbours committed in one step are chosen independently of each other: `= =`, `from from`)
+    spread_commits: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -92,6 +92,36 @@ def fill_score(tokens: torch.Tensor, scores: torch.Tensor, pad: int) -> torch.Te
     return (scores * counted).sum(-1) / counted.sum(-1).clamp(min=1)
 
 
+def top_k(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """score (B, S), -inf where a slot may not be chosen, and k (B,) -> bool (B, S): each row's k best slots."""
+    ranks = score.argsort(-1, descending=True).argsort(-1)  # (B, S) rank of each slot
+    return (ranks < k[:, None]) & (score > -math.inf)
+
+
+def spread_top_k(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """`top_k`, but no two chosen slots are neighbours where that is possible: best first, each choice rules
+    out its two neighbours, and a row whose free slots lie too close together for k such choices takes its
+    best remaining slots. Slots committed in one step are predicted independently of each other, and two
+    neighbours are where that fails most (the same token twice: `= =`, `from from`)."""
+    chosen = torch.zeros_like(score, dtype=torch.bool)
+    blocked = torch.zeros_like(chosen)
+    need = k.clone()
+    last = score.shape[1] - 1
+    for _ in range(int(k.max())):  # k is a few slots a step
+        best_score, best = torch.where(blocked | chosen, -math.inf, score).max(-1)  # (B,) each
+        rows = ((need > 0) & (best_score > -math.inf)).nonzero()[:, 0]
+        if rows.numel() == 0:
+            break
+        slot = best[rows]
+        chosen[rows, slot] = True
+        blocked[rows, (slot - 1).clamp(min=0)] = True
+        blocked[rows, (slot + 1).clamp(max=last)] = True
+        need[rows] -= 1
+    if bool((need > 0).any()):  # too few slots apart from each other: the best of the rest
+        chosen |= top_k(torch.where(chosen, -math.inf, score), need.clamp(min=0))
+    return chosen
+
+
 class ConfidenceCommit:
     """Mask noise: commit the k most confident uncommitted slots per step (k spreads the rest evenly
     over the remaining steps), and every slot at least `commit_confidence` certain, so easy stretches
@@ -118,6 +148,7 @@ class ConfidenceCommit:
         inner_pads: bool = False,
         ordered_tail: int = 0,
         pad_logit_bias: float = 0.0,
+        spread_commits: bool = False,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -131,6 +162,7 @@ class ConfidenceCommit:
         # the hole's last `ordered_tail` slots take text only left to right (see GenerationDefaults.margin_in_order)
         self.ordered_tail = ordered_tail
         self.pad_logit_bias = pad_logit_bias  # added to the pad's logit: > 0 ends fills sooner
+        self.spread_commits = spread_commits  # a step's k commits avoid neighbouring slots (spread_top_k)
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -205,8 +237,7 @@ class ConfidenceCommit:
         remaining = free.sum(-1)  # (B,)
         steps_left = max(self.max_steps - state.step, 1)
         k = torch.ceil(remaining.float() / steps_left).long().clamp(min=1)  # (B,)
-        ranks = score.argsort(-1, descending=True).argsort(-1)  # (B, S) rank of each slot
-        commit = (ranks < k[:, None]) & eligible
+        commit = spread_top_k(score, k) if self.spread_commits else top_k(score, k)
         commit |= eligible & (token == self.pad) & (confidence >= self.pad_bonus)
         if self.commit_confidence < 1.0:  # 1.0 is off: a float32 softmax can round to exactly 1
             commit |= eligible & (confidence >= self.commit_confidence)

@@ -17,6 +17,7 @@ from engine.sampler import (
     entropy_and_weights,
     fill_score,
     right_pad_run,
+    spread_top_k,
 )
 
 PAD, MASK, V = 0, 3, 8
@@ -48,6 +49,27 @@ def test_most_confident_slots_are_committed_first() -> None:
     # 4 slots over 2 steps: 2 this step, the two most confident (slots 1 and 3)
     assert state.committed.tolist() == [[False, True, False, True]]
     assert state.tokens.tolist() == [[MASK, 6, MASK, 4]]
+
+
+def test_spread_commits_skip_the_neighbour_of_a_slot_chosen_this_step() -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 2, 0.0, torch.Generator().manual_seed(0), spread_commits=True)
+    state = sampler.start(1, 4, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 6, 7, 4], [0.3, 0.9, 0.8, 0.5]))
+    # k = 2: slot 1 first; slot 2 (0.8) is its neighbour, so the next best apart from it, slot 3 (0.5)
+    assert state.committed.tolist() == [[False, True, False, True]]
+
+
+def test_spread_top_k_takes_neighbours_only_when_the_free_slots_leave_no_choice() -> None:
+    inf = math.inf
+    score = torch.tensor([[0.9, 0.8, 0.7, -inf, -inf], [0.2, 0.9, 0.8, -inf, 0.1]])
+    # row 0: three free neighbours and k = 3: slots 0 and 2 apart, then slot 1, the best of the rest
+    # row 1: k = 2: slot 1, then slot 4 (slots 0 and 2 are its neighbours), not slot 2's 0.8
+    assert spread_top_k(score, torch.tensor([3, 2])).tolist() == [
+        [True, True, True, False, False],
+        [False, True, False, False, True],
+    ]
+    # never a slot that may not be chosen, however large k
+    assert spread_top_k(score, torch.tensor([5, 5])).sum().item() == 3 + 4
 
 
 def test_slots_above_the_commit_confidence_are_committed_beyond_k() -> None:
