@@ -39,3 +39,14 @@ def test_quick_bench_prints_a_table_and_ends_with_the_json_line(
     assert set(results["dtypes"]["multi_line"]["speedup_final"]) == {"float16", "bfloat16"}
     assert {path.name for path in tmp_path.glob("bench-*.png")} == {
         "bench-latency.png", "bench-breakdown.png", "bench-ratios.png"}
+
+
+def test_plots_are_skipped_with_a_line_when_matplotlib_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infill_server.bench.report import write_plots
+
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # `import matplotlib` now fails
+    assert write_plots({"latency": []}, tmp_path) == []
+    assert "matplotlib is not installed" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
