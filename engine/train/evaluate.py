@@ -242,7 +242,7 @@ def fill_all(
     after_keystroke: bool = False,
 ) -> list[tuple[Hole, str, float]]:
     from engine import InfillRequest
-    from infill_server.syntax import analyze, postprocess  # the product's own sizing and clean-up
+    from infill_server.syntax import Mode, analyze, postprocess  # the product's own sizing and clean-up
 
     out = []
     for hole in holes:
@@ -254,12 +254,15 @@ def fill_all(
             slots = context.max_tokens
         steps = max(1, round(slots / tokens_per_step))
         fit = fit_length and length == "unknown"
+        # as the service fills a hole that its syntax layer calls multi-line (infill_server/service.py)
+        multi_line = context is not None and context.mode is Mode.MULTI_LINE and not fit
+        pad_logit_bias = engine.defaults.multiline_pad_logit_bias if multi_line else None
         if after_keystroke:  # as when typing: the same document filled one character earlier, untimed
             engine.complete(InfillRequest(hole.prefix[:-1], hole.suffix, max_tokens=slots, steps=steps,
-                                          fit_length=fit, cache_key=hole.id))
+                                          fit_length=fit, cache_key=hole.id, pad_logit_bias=pad_logit_bias))
         started = time.perf_counter()
         request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps, fit_length=fit,
-                                cache_key=hole.id if after_keystroke else None)
+                                cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias)
         final = engine.complete(request)
         text = final.text if final is not None else ""
         if context is not None:
@@ -278,7 +281,7 @@ def sample(holes: list[Hole], per_group: int) -> list[Hole]:
 # generation_config keys read only when the length is unknown (the probe and the sizes around it): a true-length
 # fill is the same whatever they say, so `run` fills it once for --generation entries that differ only in them
 LENGTH_ONLY = frozenset({"length_offsets", "length_choice", "length_offsets_max_slots", "reprobe_rounds",
-                         "probe_moves_suffix_head", "likelihood_suffix_lines"})
+                         "probe_moves_suffix_head", "likelihood_suffix_lines", "multiline_pad_logit_bias"})
 
 
 def run(args: argparse.Namespace) -> None:
@@ -317,40 +320,57 @@ def run(args: argparse.Namespace) -> None:
         args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results, "fills": fills}, indent=1))
 
 
-def paired(first: dict, second: dict | None = None) -> list[dict]:
+def paired(first: dict, second: dict | None = None, middles: dict[str, str] | None = None,
+           across_generation: bool = False) -> list[dict]:
     """`run --out` files -> the holes exact under one decoding only, each way, and the two-sided sign test's
     p-value on them (McNemar's exact test). Two files: each setting against the same setting of the
-    other. One file: each --generation entry against the run's first one (the baseline), at the same
-    length, probe, suffix head and tokens a step. A paired test sees a 2-point change that two separate
-    proportions over a few hundred holes cannot tell from chance."""
+    other (`across_generation`: against every setting of the other that differs at most in its generation
+    overrides, so that runs of different sessions pair up). One file: each --generation entry against the
+    run's first one (the baseline), at the same length, probe, suffix head and tokens a step. A paired test
+    sees a 2-point change that two separate proportions over a few hundred holes cannot tell from chance.
+    With `middles` (hole id -> the real middle), edit similarity is paired too: multi-line holes are
+    seldom exact, so their comparisons live there."""
     def key(entry: dict, without: tuple[str, ...] = ()) -> str:
         return json.dumps({name: value for name, value in entry.items() if name not in ("holes", *without)},
                           sort_keys=True)
 
-    def exact(entry: dict) -> dict[str, bool]:
-        return {hole["id"]: hole["exact"] for hole in entry["holes"]}
-
     comparisons: list[tuple[dict, dict, dict]] = []  # (setting shown, first entry, second entry)
     if second is not None:
-        theirs = {key(entry): entry for entry in second.get("fills", [])}
-        comparisons = [(entry, entry, theirs[key(entry)]) for entry in first.get("fills", [])
-                       if key(entry) in theirs]
+        ignored = ("generation",) if across_generation else ()
+        comparisons = [(entry, entry, theirs) for entry in first.get("fills", [])
+                       for theirs in second.get("fills", []) if key(entry, ignored) == key(theirs, ignored)]
     else:
         baselines: dict[str, dict] = {}
         for entry in first.get("fills", []):
             baseline = baselines.setdefault(key(entry, ("generation",)), entry)
             if baseline is not entry and baseline["generation"] != entry["generation"]:
                 comparisons.append((entry, baseline, entry))
-    out = []
-    for shown, one, other in comparisons:
-        theirs_exact = exact(other)
-        pairs = [(hit, theirs_exact[hole]) for hole, hit in exact(one).items() if hole in theirs_exact]
-        first_only = sum(a and not b for a, b in pairs)
-        second_only = sum(b and not a for a, b in pairs)
-        out.append({"setting": json.loads(key(shown)), "holes": len(pairs), "first_exact": sum(a for a, _ in pairs),
-                    "second_exact": sum(b for _, b in pairs), "first_only": first_only,
-                    "second_only": second_only, "p_value": sign_test(first_only, second_only)})
-    return out
+    return [_compared(shown, one, other, middles) for shown, one, other in comparisons]
+
+
+def _compared(shown: dict, one: dict, other: dict, middles: dict[str, str] | None) -> dict:
+    theirs = {hole["id"]: hole for hole in other["holes"]}
+    pairs = [(hole, theirs[hole["id"]]) for hole in one["holes"] if hole["id"] in theirs]
+    first_only = sum(a["exact"] and not b["exact"] for a, b in pairs)
+    second_only = sum(b["exact"] and not a["exact"] for a, b in pairs)
+    row = {"setting": json.loads(json.dumps({k: v for k, v in shown.items() if k != "holes"})),
+           "holes": len(pairs), "first_exact": sum(a["exact"] for a, _ in pairs),
+           "second_exact": sum(b["exact"] for _, b in pairs), "first_only": first_only,
+           "second_only": second_only, "p_value": sign_test(first_only, second_only)}
+    if shown is one and one["generation"] != other["generation"]:  # two files paired across generation
+        row["setting"]["generation"] = {"first": one["generation"], "second": other["generation"]}
+    if middles is not None:
+        scored = [(edit_similarity(a["fill"].strip(), middles[a["id"]].strip()),
+                   edit_similarity(b["fill"].strip(), middles[a["id"]].strip()))
+                  for a, b in pairs if a["id"] in middles]
+        first_better = sum(x > y for x, y in scored)
+        second_better = sum(y > x for x, y in scored)
+        row["similarity"] = {
+            "first": round(statistics.fmean(x for x, _ in scored), 4) if scored else None,
+            "second": round(statistics.fmean(y for _, y in scored), 4) if scored else None,
+            "first_better": first_better, "second_better": second_better,
+            "p_value": sign_test(first_better, second_better)}
+    return row
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -411,10 +431,18 @@ def main(argv: list[str] | None = None) -> None:
                                "setting, or one file's --generation entries against its first")
     pair.add_argument("first", type=Path)
     pair.add_argument("second", type=Path, nargs="?")
+    pair.add_argument("--holes", type=Path, nargs="*", default=[HOLES_FILE, SINGLE_LINE_HOLES_FILE],
+                      help="holes files whose middles pair edit similarity too (default: both shipped sets; "
+                      "none: exact match only)")
+    pair.add_argument("--across-generation", action="store_true",
+                      help="two files: pair settings that differ in their generation overrides too")
     args = parser.parse_args(argv)
     if args.command == "compare":
         runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second) if path]
-        for row in paired(*runs):
+        if args.across_generation and len(runs) < 2:
+            parser.error("--across-generation pairs two files")
+        middles = {hole.id: hole.middle for path in args.holes for hole in load_holes(path)} if args.holes else None
+        for row in paired(*runs, middles=middles, across_generation=args.across_generation):
             print(json.dumps(row))
         return
     if args.command == "cut":

@@ -86,3 +86,20 @@ def test_one_file_compares_each_generation_entry_with_the_first() -> None:
     (row,) = paired(run)
     assert row["setting"]["generation"] == {"length_choice": "likelihood"}
     assert (row["first_only"], row["second_only"], row["holes"]) == (1, 2, 3)  # baseline first
+
+
+def test_two_files_pair_across_generation_and_edit_similarity_is_paired_with_the_middles() -> None:
+    first = {"fills": [run_entry({"a": True, "b": False, "c": False}, {"hole_refresh_steps": 0})]}
+    second = {"fills": [run_entry({"a": True, "b": False, "c": False}, {"multiline_pad_logit_bias": -2})]}
+    first["fills"][0]["holes"][1]["fill"] = "x = 1"  # b: closer to its middle in the first run
+    second["fills"][0]["holes"][2]["fill"] = "y = 22"  # c: closer in the second run
+    second["fills"][0]["holes"][1]["fill"] = "x"
+    assert paired(first, second) == []  # different generation overrides: nothing pairs by default
+    middles = {"a": "", "b": "x = 1", "c": "y = 2"}
+    (row,) = paired(first, second, middles=middles, across_generation=True)
+    assert row["setting"]["generation"] == {"first": {"hole_refresh_steps": 0},
+                                            "second": {"multiline_pad_logit_bias": -2}}
+    similarity = row["similarity"]
+    assert (similarity["first_better"], similarity["second_better"]) == (1, 1)  # a: both empty, a tie
+    assert similarity["first"] == pytest.approx((1 + 1 + 0) / 3, abs=1e-4)
+    assert similarity["second"] == pytest.approx((1 + 0.2 + 5 / 6) / 3, abs=1e-4)
