@@ -154,8 +154,9 @@ class Engine:
         return ids[:head]
 
     def make_sampler(self, slots: int, steps: int | None, seed: int, independent_rows: bool = False,
-                     spare: int = 0) -> Sampler:
-        """`spare`: slots at the hole's right end beyond the probed length (see margin_in_order)."""
+                     spare: int = 0, pad_logit_bias: float | None = None) -> Sampler:
+        """`spare`: slots at the hole's right end beyond the probed length (see margin_in_order);
+        `pad_logit_bias`: None takes the model's."""
         generator = torch.Generator().manual_seed(seed)
         if self.backend.noise == "uniform":
             # noise only from ids the tokenizer knows (the checkpoint's table can be larger, e.g. image ids)
@@ -180,7 +181,7 @@ class Engine:
             masked_rows_only=self.defaults.masked_rows_only or self.defaults.hole_refresh_steps != 1,
             inner_pads=self.defaults.inner_pads,
             ordered_tail=spare if self.defaults.margin_in_order else 0,
-            pad_logit_bias=self.defaults.pad_logit_bias,
+            pad_logit_bias=self.defaults.pad_logit_bias if pad_logit_bias is None else pad_logit_bias,
             spread_commits=self.defaults.spread_commits,
         )
 
@@ -264,7 +265,8 @@ class Engine:
             if index > 0:  # only the last block touches the suffix; earlier blocks continue the prefix
                 tail = self.new_tail(suffix) if final_block else None
                 denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0], tail)
-            sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index, spare=spare)
+            sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index, spare=spare,
+                                        pad_logit_bias=request.pad_logit_bias)
             start = sampler.start(batch, block_slots, self.backend.device)
             state: HoleState | None = None
             for state in denoise_hole(denoiser, sampler, start, cancel):
@@ -317,7 +319,8 @@ class Engine:
         if head is not None and probed_head is not None and probed_head.filled:
             head = probed_head.moved_per_row([size - slots for size in sizes])
         denoiser = self.canvas_denoiser(cache, suffix, head, hole_lengths=lengths)
-        sampler = self.make_sampler(widest, steps, request.seed, independent_rows=True)
+        sampler = self.make_sampler(widest, steps, request.seed, independent_rows=True,
+                                    pad_logit_bias=request.pad_logit_bias)
         start = sampler.start(len(sizes), widest, self.backend.device)
         dead = torch.arange(widest, device=self.backend.device)[None] >= lengths[:, None]  # (K, S)
         start = replace(start, tokens=start.tokens.masked_fill(dead, pad), committed=start.committed | dead)

@@ -79,6 +79,9 @@ class GenerationDefaults:
     margin_in_order: bool = False
     # mask noise: added to the pad token's logit in every denoising step (> 0: fills end sooner)
     pad_logit_bias: float = 0.0
+    # mask noise: the same for a multi-line hole, filled without a probe in as many slots as a few lines may
+    # need (the service's and the evaluation's multi-line fills ask for it); < 0: fills end later
+    multiline_pad_logit_bias: float = 0.0
     # mask noise: a step's k commits go to slots that are not neighbours where the free slots allow it
     # (two neighbours committed in one step are chosen independently of each other: `= =`, `from from`)
     spread_commits: bool = False

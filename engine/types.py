@@ -27,6 +27,8 @@ class InfillRequest:
     length_offsets, length_choice: after the probe, fill at these offsets from the probed size and keep
         one fill by this rule ("score", "vote", "likelihood"; see GenerationDefaults); () fills at the
         probed size only; None takes the model's generation_config.
+    pad_logit_bias: added to the pad token's logit in every step; None takes the model's `pad_logit_bias`
+        (a multi-line caller passes the model's `multiline_pad_logit_bias`).
     """
 
     prefix: str
@@ -39,6 +41,7 @@ class InfillRequest:
     fit_length: bool | None = None
     length_offsets: tuple[int, ...] | None = None
     length_choice: str | None = None
+    pad_logit_bias: float | None = None
 
 
 @dataclass(frozen=True)

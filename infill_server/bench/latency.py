@@ -97,12 +97,14 @@ _fresh = itertools.count()
 def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps: int | None,
                     key: str) -> InfillRequest:
     """A request sized as the service sizes it: a multi-line hole (more slots than a single line gets)
-    takes `multiline_tokens_per_step` tokens a step and no length probe (infill_server/service.py)."""
+    takes `multiline_tokens_per_step` tokens a step, no length probe and the multi-line pad bias
+    (infill_server/service.py)."""
     multi_line = slots > engine.defaults.default_slots
     if multi_line and steps is None:
         steps = max(1, math.ceil(slots / engine.defaults.multiline_tokens_per_step))
     return InfillRequest(prefix, suffix, max_tokens=slots, steps=steps, cache_key=key,
-                         fit_length=False if multi_line else None)
+                         fit_length=False if multi_line else None,
+                         pad_logit_bias=engine.defaults.multiline_pad_logit_bias if multi_line else None)
 
 
 def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,

@@ -414,3 +414,13 @@ def test_a_shrunk_hole_keeps_the_callers_tokens_per_step(engine: Engine, monkeyp
     steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, steps=12, fit_length=True)))
     assert steps[-1].done and steps[-1].slots == 8
     assert len(steps) == 1 + 4  # the probe, then 8 slots at 2 a step
+
+
+def test_a_requests_pad_bias_overrides_the_models(engine: Engine) -> None:
+    """A bias far beyond any logit decides every slot: all pads (an empty fill) or no pad at all."""
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=8, steps=4, fit_length=False)
+    pads_only = engine.complete(replace(request, pad_logit_bias=1e4))
+    no_pads = list(engine.infill(replace(request, pad_logit_bias=-1e4)))
+    assert pads_only is not None and pads_only.text == ""
+    assert no_pads[-1].committed == 8 and no_pads[-1].text != ""
+    assert engine.defaults.pad_logit_bias == 0.0  # the request's bias did not stick to the model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,26 @@ async def test_the_length_setting_reaches_single_line_requests(
     assert asked[-1].length_offsets == sizes and result.steps >= 1
     assert asked[-1].length_choice == ("likelihood" if length == "likelihood" else None)
 
+
+
+async def test_multi_line_holes_take_the_models_multi_line_pad_bias_and_others_keep_its_default(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    engine.defaults = replace(engine.defaults, multiline_pad_logit_bias=-2.0)
+    asked = []
+    real_infill = engine.infill
+
+    def recording(request, cancel=None):
+        asked.append(request)
+        return real_infill(request, cancel)
+
+    monkeypatch.setattr(engine, "infill", recording)
+    block = "def area(width, height):\n"  # the cursor on an empty body line: a multi-line hole
+    await service.infill(InfillJob("a", block + "    ", "\n\nprint(area(2, 3))\n", language="python"))
+    await service.infill(InfillJob("b", PREFIX, SUFFIX, language="python"))  # the rest of one line
+    await service.infill(InfillJob("c", block + "    ", "return width\n", language="python", rewrite=True,
+                                   selection="return width"))
+    assert [request.pad_logit_bias for request in asked] == [-2.0, None, None]
+    assert asked[0].fit_length is False and asked[1].fit_length is None
