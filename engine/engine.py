@@ -366,7 +366,9 @@ class Engine:
         counted = torch.tensor([[i < len(row) for i in range(width)] for row in encoded], device=self.backend.device)
         logprobs = score(cache, last_prefix_id, ids)  # (distinct texts, T)
         sums = dict(zip(distinct, logprobs.masked_fill(~counted, 0.0).sum(-1).tolist(), strict=True))
-        return [sums[text] for text in texts]
+        bonus = self.defaults.likelihood_token_bonus
+        lengths = [int((state.tokens[0] != pad).sum()) for state in fills]
+        return [sums[text] + bonus * length for text, length in zip(texts, lengths, strict=True)]
 
     def _votes(self, fills: list[HoleState]) -> list[int]:
         """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the

@@ -49,6 +49,9 @@ class GenerationDefaults:
     # "likelihood" scores each fill followed by this many lines of the suffix (1: the rest of the hole's line;
     # more lets the lines after the hole judge a fill, e.g. one that leaves a bracket open)
     likelihood_suffix_lines: int = 1
+    # "likelihood" adds this much to a fill's log-probability for each token of the fill (> 0: the longer of
+    # two fills wins more often; the causal pass alone prefers a line cut short)
+    likelihood_token_bonus: float = 0.0
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32

@@ -316,6 +316,19 @@ def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(texts[best])
 
 
+@pytest.mark.parametrize(("bonus", "kept"), [(1e4, 12), (-1e4, 10)])
+def test_a_token_bonus_beyond_any_log_probability_keeps_the_longest_or_shortest_fill(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, bonus: float, kept: int
+) -> None:
+    scripted_probe(engine, [10], monkeypatch)
+    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}  # 3, 2 and 4 tokens
+    scripted_sizes(engine, texts, monkeypatch)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
+                              likelihood_token_bonus=bonus)
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert final is not None and final.slots == kept and final.text == engine.tokenizer.decode(texts[kept])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
