@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import Engine, InfillRequest
 from infill_server.config import ServiceConfig
 from infill_server.service import InfillJob, InfillService, ModelLoadError, ServiceError, Update
 
@@ -100,6 +101,19 @@ async def test_alternatives_are_distinct(service: InfillService) -> None:
     assert 1 <= len(result.texts) <= 3 and len(set(result.texts)) == len(result.texts)
 
 
+def recorded_requests(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[InfillRequest]:
+    """The requests the service sends the engine from now on, in order (the engine still fills them)."""
+    asked: list[InfillRequest] = []
+    real_infill = engine.infill
+
+    def recording(request, cancel=None):
+        asked.append(request)
+        return real_infill(request, cancel)
+
+    monkeypatch.setattr(engine, "infill", recording)
+    return asked
+
+
 @pytest.mark.parametrize(
     ("length", "sizes"),
     [("auto", None), ("probe", ()), ("likelihood", (-2, -1, 0, 1, 2))],
@@ -109,19 +123,11 @@ async def test_the_length_setting_reaches_single_line_requests(
 ) -> None:
     engine = service.engine
     assert engine is not None
-    asked = []
-    real_infill = engine.infill
-
-    def recording(request, cancel=None):
-        asked.append(request)
-        return real_infill(request, cancel)
-
-    monkeypatch.setattr(engine, "infill", recording)
+    asked = recorded_requests(engine, monkeypatch)
     await service.reconfigure(service.config.replace(length=length))
     result = await service.infill(InfillJob("doc", PREFIX, SUFFIX))  # a single-line hole, sized by the service
     assert asked[-1].length_offsets == sizes and result.steps >= 1
     assert asked[-1].length_choice == ("likelihood" if length == "likelihood" else None)
-
 
 
 async def test_multi_line_holes_take_the_models_multi_line_pad_bias_and_others_keep_its_default(
@@ -130,14 +136,7 @@ async def test_multi_line_holes_take_the_models_multi_line_pad_bias_and_others_k
     engine = service.engine
     assert engine is not None
     engine.defaults = replace(engine.defaults, multiline_pad_logit_bias=-2.0)
-    asked = []
-    real_infill = engine.infill
-
-    def recording(request, cancel=None):
-        asked.append(request)
-        return real_infill(request, cancel)
-
-    monkeypatch.setattr(engine, "infill", recording)
+    asked = recorded_requests(engine, monkeypatch)
     block = "def area(width, height):\n"  # the cursor on an empty body line: a multi-line hole
     await service.infill(InfillJob("a", block + "    ", "\n\nprint(area(2, 3))\n", language="python"))
     await service.infill(InfillJob("b", PREFIX, SUFFIX, language="python"))  # the rest of one line
