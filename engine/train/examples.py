@@ -8,6 +8,9 @@ Row layout (fixed shapes, so the compiled training step never recompiles):
     canvas  (C,)  [middle (m)][<pad> filler (S - m)][suffix head (<= 64)][<pad> ...]
     hole = S slots (middle + filler); canvas_len = S + suffix head; slots past canvas_len are not valid.
 The filler <pad>s are targets: the model learns to end a fill with pads when it is given too many slots.
+With `Layout.expand_share`, some holes are too SHORT instead: S < m, and each of m - S slots holds the
+<expand> target for two adjacent middle tokens (see merge_pairs), so that the model learns where a fill
+needs more room.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import IterableDataset, get_worker_info
 
-from engine.train.tokenizer import BOS, PAD
+from engine.train.tokenizer import BOS, EXPAND, PAD
 
 SPARE_DRAWS = ("uniform", "short-and-wide", "short")
 HOLE_KINDS = {"line": 0.35, "lines": 0.25, "short": 0.20, "span": 0.15, "empty": 0.05}
@@ -39,6 +42,9 @@ class Layout:
     spare_draw: str = "uniform"  # one of SPARE_DRAWS, see spare_slots
     # examples with spare slots whose pad run sits inside the middle (see place_pads) rather than after it
     inner_pad_share: float = 0.0
+    # examples whose hole is shorter than the middle, with <expand> slots standing for two tokens each
+    # (merge_pairs); 0 in the shipped recipe
+    expand_share: float = 0.0
     prefix_chars: int = 3072  # text cut before tokenising; ~2.8 chars/token in code leaves > 511 tokens
     suffix_chars: int = 768
 
@@ -150,6 +156,29 @@ def place_pads(middle: list[int], slots: int, layout: Layout, rng: random.Random
     return middle[:split] + [PAD] * spare + middle[split:]
 
 
+def merge_pairs(middle: list[int], rng: random.Random) -> list[int]:
+    """The hole's clean tokens for a hole shorter than the middle: k adjacent token pairs each become one
+    <expand> slot (k log-uniform in 1..max(1, m // 4), so short by one or two is the common case, as for a
+    probed single line), placed uniformly among the m - k slots. The objective always masks <expand>
+    slots: the model is asked where a masked slot must hold two tokens, never shown one.
+
+    At inference a slot committed as <expand> becomes two masked slots (DreamOn's expand token), so a fill
+    started a few slots short grows to its text instead of squeezing it."""
+    m = len(middle)
+    k = min(m // 2, max(1, int(math.exp(rng.uniform(0.0, math.log(max(1, m // 4) + 1))))))
+    slots = m - k
+    merged = set(rng.sample(range(slots), k))
+    tokens, at = [], 0
+    for slot in range(slots):
+        if slot in merged:
+            tokens.append(EXPAND)
+            at += 2
+        else:
+            tokens.append(middle[at])
+            at += 1
+    return tokens
+
+
 def _fit_middle(tok: Tokenizer, middle: str, suffix: str, limit: int) -> tuple[list[int], list[int]]:
     """Shorten an over-long middle (the cut-off part joins the suffix); returns (middle, suffix) ids."""
     while True:
@@ -182,10 +211,15 @@ def pack(
         row = [BOS] + pre[-(P - 1) :]
         prefix[b, P - len(row) :] = row
         m = len(mid)
-        extra = 0 if rng.random() < layout.true_length_share else spare_slots(m, layout, rng)
-        S = max(1, min(m + extra, layout.hole_slots))
         head = suf[: layout.suffix_tokens]
-        canvas[b, :S] = place_pads(mid, S, layout, rng)
+        if m >= 2 and layout.expand_share and rng.random() < layout.expand_share:
+            hole_tokens = merge_pairs(mid, rng)
+            S = len(hole_tokens)
+        else:
+            extra = 0 if rng.random() < layout.true_length_share else spare_slots(m, layout, rng)
+            S = max(1, min(m + extra, layout.hole_slots))
+            hole_tokens = place_pads(mid, S, layout, rng)
+        canvas[b, :S] = hole_tokens
         canvas[b, S : S + len(head)] = head
         hole[b], canvas_len[b], middle_len[b] = S, S + len(head), m
     return Batch(*(torch.from_numpy(a) for a in (prefix, canvas, hole, canvas_len, middle_len)))

@@ -29,6 +29,7 @@ from engine.train.examples import Layout, Texts, fixed_batches
 from engine.train.heldout import exact_match, held_out_losses
 from engine.train.objective import use_table_rotary
 from engine.train.quantize import dequantize_int8, quantize_int8, save_sharded
+from engine.train.tokenizer import EXPAND
 from engine.train.train import LANGUAGE_WEIGHTS, load_weights
 
 # the decoding defaults chosen on the held-out holes (MODEL_CARD.md; the service's, in engine/model_dir.py)
@@ -44,10 +45,12 @@ SPECIAL = {"pad": 0, "eos": 1, "bos": 2, "mask": 3}
 MEASUREMENTS = Path(__file__).with_name("model_card_measurements.md")
 
 
-def model_config(cfg: NativeConfig, layout: Layout) -> dict:
+def model_config(cfg: NativeConfig, layout: Layout, expand: bool = False) -> dict:
+    """`expand`: the model was trained with <expand> slots (Layout.expand_share), so config.json names the id."""
+    special = {**SPECIAL, "expand": EXPAND} if expand else SPECIAL
     # the prefix limit is the trained one: on held-out files a 1024-token prefix scored +0.12 nats worse
     # than 512 (rotary positions past those seen in training)
-    return {"model_type": "dgem_native", "noise": "mask", "architecture": cfg.to_dict(), "special_tokens": SPECIAL,
+    return {"model_type": "dgem_native", "noise": "mask", "architecture": cfg.to_dict(), "special_tokens": special,
             "max_prefix_tokens": layout.prefix_tokens, "canvas_length": 256, "quantization": "int8_rowwise"}
 
 
@@ -196,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     files = save_sharded(quantize_int8(state), args.out)
-    (args.out / "config.json").write_text(json.dumps(model_config(cfg, Layout()), indent=2) + "\n")
+    expand = float(train.get("layout", {}).get("expand_share", 0.0)) > 0
+    (args.out / "config.json").write_text(json.dumps(model_config(cfg, Layout(), expand), indent=2) + "\n")
     (args.out / "generation_config.json").write_text(json.dumps(GENERATION, indent=2) + "\n")
     if args.tokenizer.resolve() != (args.out / "tokenizer.json").resolve():
         shutil.copy(args.tokenizer, args.out / "tokenizer.json")

@@ -16,7 +16,7 @@ from torch import nn
 
 from engine.native import NativeModel
 from engine.train.examples import Batch
-from engine.train.tokenizer import MASK, PAD
+from engine.train.tokenizer import EXPAND, MASK, PAD
 
 
 class TableRotary(nn.Module):
@@ -44,10 +44,11 @@ def use_table_rotary(model: NativeModel) -> NativeModel:
 def mask_hole(canvas: torch.Tensor, hole: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
               forced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """canvas (B, C), hole (B,), t (B,), noise (B, C) in [0, 1), forced (B,) in [0, 1)
-    -> masked canvas (B, C), masked (B, C) bool. `forced` picks the one slot that is always masked."""
+    -> masked canvas (B, C), masked (B, C) bool. `forced` picks the one slot that is always masked, and
+    <expand> slots (examples.merge_pairs) are always masked: they are targets, never shown."""
     B, C = canvas.shape
     slots = torch.arange(C, device=canvas.device)[None] < hole[:, None]  # (B, C)
-    masked = (noise < t[:, None]) & slots
+    masked = ((noise < t[:, None]) | (canvas == EXPAND)) & slots
     first = (forced * hole).long().clamp(max=C - 1)  # (B,)
     masked = masked | (torch.arange(C, device=canvas.device)[None] == first[:, None])
     return torch.where(masked, torch.full_like(canvas, MASK), canvas), masked

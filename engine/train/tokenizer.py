@@ -20,6 +20,9 @@ from engine.train.corpus import load_split
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<mask>"]  # ids 0, 1, 2, 3
 PAD, EOS, BOS, MASK = range(4)
+# A hole slot that stands for two middle tokens (a fill too short for its text grows there, DreamOn-style).
+# It shares <eos>'s id: a native fill ends with pads and never writes <eos>, so the id is free for it.
+EXPAND = EOS
 VOCAB_SIZE = 16384
 
 

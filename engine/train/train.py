@@ -121,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how many spare <pad> slots follow a middle (engine/train/examples.py, spare_slots)")
     parser.add_argument("--inner-pad-share", type=float, default=Layout().inner_pad_share,
                         help="share of spare-slot examples with the pad run inside the middle (examples.place_pads)")
+    parser.add_argument("--expand-share", type=float, default=Layout().expand_share,
+                        help="share of examples with a hole shorter than the middle (examples.merge_pairs)")
     parser.add_argument("--decay-frac", type=float, default=0.3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--ar-weight", type=float, default=0.5, help="weight of the prefix next-token loss")
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(args.seed)
-    layout = Layout(spare_draw=args.spare_draw, inner_pad_share=args.inner_pad_share)
+    layout = Layout(spare_draw=args.spare_draw, inner_pad_share=args.inner_pad_share,
+                    expand_share=args.expand_share)
 
     model = build_model(args, device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
