@@ -28,7 +28,9 @@ from engine.sampler import (
     HoleState,
     Sampler,
     denoise_hole,
+    drop_expands,
     fill_score,
+    grow_at_expands,
     right_pad_run,
 )
 from engine.tokenizer import CodeTokenizer, SpecialTokens
@@ -154,9 +156,10 @@ class Engine:
         return ids[:head]
 
     def make_sampler(self, slots: int, steps: int | None, seed: int, independent_rows: bool = False,
-                     spare: int = 0, pad_logit_bias: float | None = None) -> Sampler:
+                     spare: int = 0, pad_logit_bias: float | None = None, expand: bool = False) -> Sampler:
         """`spare`: slots at the hole's right end beyond the probed length (see margin_in_order);
-        `pad_logit_bias`: None takes the model's."""
+        `pad_logit_bias`: None takes the model's; `expand`: the fill may commit the model's expand token
+        (see _denoise_growing), which is otherwise forbidden."""
         generator = torch.Generator().manual_seed(seed)
         if self.backend.noise == "uniform":
             # noise only from ids the tokenizer knows (the checkpoint's table can be larger, e.g. image ids)
@@ -168,6 +171,8 @@ class Engine:
         if steps is None:
             steps = math.ceil(slots / self.defaults.tokens_per_step)
         forbidden = [special.mask] + ([special.bos] if special.bos is not None else [])
+        if special.expand is not None and not expand:
+            forbidden.append(special.expand)
         return ConfidenceCommit(
             special.mask,
             special.pad,
@@ -214,6 +219,10 @@ class Engine:
         step = 0
         tail = self.new_tail(suffix) if len(blocks) == 1 else None
         probing = fit and self.backend.noise == "mask" and len(blocks) == 1
+        budget = slots  # the slots asked for: a probe may shrink the hole, a growing fill may not pass them
+        # one fill that grows at expand slots (rows of a batch would grow apart)
+        grows = (self.defaults.expand and self.tokenizer.special.expand is not None and self.backend.noise == "mask"
+                 and len(blocks) == 1 and batch == 1)
         # a fill before the same suffix and hole size as the document's last one reads that fill's suffix head
         keeps_head = tail is not None and self.defaults.suffix_head_across_fills and self.backend.noise == "mask"
         if keeps_head:
@@ -222,7 +231,6 @@ class Engine:
         denoise_steps = request.steps  # sized by the caller for the hole it asked for
         spare = 0  # slots beyond the probed length
         if probing:
-            budget = slots
             fitted, guess = self.probe_length(denoiser, slots)
             if keeps_head:
                 self._keep_suffix_head(key, suffix_ids, slots, len(prefix), tail)
@@ -250,7 +258,7 @@ class Engine:
                 rounds += 1
                 fitted, guess = self.probe_length(denoiser, slots)
             # several sizes for one fill, not for alternatives (those are rows of their own)
-            if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1:
+            if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1 and not grows:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in offsets})
                 fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1],
                                             choice, tail if self.defaults.probe_moves_suffix_head else None)
@@ -266,10 +274,13 @@ class Engine:
                 tail = self.new_tail(suffix) if final_block else None
                 denoiser = self.canvas_denoiser(cache, suffix if final_block else suffix[:0], tail)
             sampler = self.make_sampler(block_slots, denoise_steps, request.seed + index, spare=spare,
-                                        pad_logit_bias=request.pad_logit_bias)
+                                        pad_logit_bias=request.pad_logit_bias, expand=grows and block_slots < budget)
             start = sampler.start(batch, block_slots, self.backend.device)
+            states = (self._denoise_growing(denoiser, sampler, start, cache, suffix, tail, budget, denoise_steps,
+                                            request, spare, cancel)
+                      if grows else denoise_hole(denoiser, sampler, start, cancel))
             state: HoleState | None = None
-            for state in denoise_hole(denoiser, sampler, start, cancel):
+            for state in states:
                 if keeps_head and not probing and step == 0:  # the first pass filled the tail
                     self._keep_suffix_head(key, suffix_ids, slots, len(prefix), tail)
                 step += 1
@@ -277,7 +288,7 @@ class Engine:
                     self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
                 )
                 last = state.done and (final_block or self._ended(state))
-                yield Refinement(step, texts, int(state.committed[0].sum()), block_slots, last)
+                yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], last)
                 if last:
                     return
             if state is None or not state.done:
@@ -286,6 +297,45 @@ class Engine:
                 done_text[row] += state.guess[row].tolist()
             # the next block reads this one as prefix (row 0's text; alternatives share the cache)
             cache = self.prefix_cache.append(key, state.guess[0].tolist())
+
+    def _denoise_growing(self, denoiser: Callable, sampler: Sampler, start: HoleState, cache: PrefixKV,
+                         suffix: torch.Tensor, tail: TailCache | None, budget: int, steps: int | None,
+                         request: InfillRequest, spare: int, cancel: threading.Event | None) -> Iterator[HoleState]:
+        """denoise_hole for a one-row fill whose steps may commit expand slots: each becomes two masked slots
+        (grow_at_expands) and the fill goes on in the grown hole, with a new denoiser and sampler. A growth
+        that would pass `budget` slots masks those slots again and forbids expand from then on. `steps`: the
+        caller's steps for the hole's first size (None: the model's tokens_per_step); a grown hole's sampler
+        keeps that rate over the slots still masked."""
+        expand, mask = self.tokenizer.special.expand, self.tokenizer.special.mask
+        assert expand is not None and mask is not None  # Engine.infill's `grows`
+        first_slots = start.tokens.shape[1]
+        while True:
+            for state in denoise_hole(denoiser, sampler, start, cancel):
+                if not bool((state.committed & (state.tokens == expand)).any()):
+                    yield state
+                    continue
+                grown, added = grow_at_expands(state, expand, mask)
+                grew = grown.tokens.shape[1] <= budget
+                if grew:
+                    state = grown
+                    if tail is not None:
+                        tail.move(added)  # the suffix head now sits `added` slots later
+                    # every slot right of the growth moved: a new denoiser keeps no hole keys from before
+                    denoiser = self.canvas_denoiser(cache, suffix, tail)
+                else:
+                    state = drop_expands(state, expand, mask)
+                yield state  # this step's refinement, in the grown hole
+                break
+            else:
+                return  # the fill ended, or was cancelled
+            slots, masked = state.tokens.shape[1], int((~state.committed).sum())
+            if steps is None:
+                more = math.ceil(masked / self.defaults.tokens_per_step)
+            else:  # the caller's tokens per step, as a probe that shrinks the hole keeps them
+                more = max(1, math.ceil(steps * masked / first_slots))
+            sampler = self.make_sampler(slots, more, request.seed, spare=spare, pad_logit_bias=request.pad_logit_bias,
+                                        expand=grew and slots < budget)
+            start = state
 
     def _length_rule(self, request: InfillRequest) -> tuple[tuple[int, ...], str]:
         """The request's length offsets and choice, else the model's generation_config ones."""
@@ -470,7 +520,8 @@ def _special_tokens(config: dict, backend: Backend, model_dir: Path) -> SpecialT
         return backend.special_tokens()  # type: ignore[no-any-return]
     if not isinstance(values, dict) or "pad" not in values or "eos" not in values:
         raise ModelLoadError(f"{model_dir}/config.json: special_tokens needs at least pad and eos")
-    return SpecialTokens(pad=values["pad"], eos=values["eos"], bos=values.get("bos"), mask=values.get("mask"))
+    return SpecialTokens(pad=values["pad"], eos=values["eos"], bos=values.get("bos"), mask=values.get("mask"),
+                         expand=values.get("expand"))
 
 
 def _one_row(state: HoleState, row: int, size: int) -> HoleState:

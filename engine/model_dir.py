@@ -88,6 +88,10 @@ class GenerationDefaults:
     # mask noise: a step's k commits go to slots that are not neighbours where the free slots allow it
     # (two neighbours committed in one step are chosen independently of each other: `= =`, `from from`)
     spread_commits: bool = False
+    # mask noise, a single-block fill without alternatives, for a model with an expand token (config.json
+    # special_tokens): a slot committed as expand becomes two masked slots, so a fill that started short
+    # grows while it denoises, up to the slots asked for (a probed hole may grow back to that budget)
+    expand: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -265,6 +265,34 @@ class ConfidenceCommit:
         return HoleState(tokens, committed, guess, None, state.step + 1, bool(committed.all()), scores)
 
 
+def grow_at_expands(state: HoleState, expand: int, mask: int) -> tuple[HoleState, int]:
+    """A batch-1 mask-noise state -> the state where every committed `expand` slot is two uncommitted
+    <mask> slots, and how many slots were added. The sampler counts its steps afresh (step 0): the grown
+    hole gets a sampler of its own, sized for the slots still masked."""
+    flags = state.committed[0] & (state.tokens[0] == expand)  # (S,)
+    added = int(flags.sum())
+    if added == 0:
+        return state, 0
+    # each grown slot's source slot: an expand slot's index twice
+    index = torch.repeat_interleave(torch.arange(len(flags), device=flags.device), 1 + flags.long())  # (S + added,)
+    split = flags[index][None]  # (1, S + added) both slots of an expand's pair
+    tokens = state.tokens[:, index].masked_fill(split, mask)
+    committed = state.committed[:, index] & ~split
+    guess = state.guess[:, index].masked_fill(split, mask)
+    scores = None if state.scores is None else state.scores[:, index].masked_fill(split, 0.0)
+    return HoleState(tokens, committed, guess, None, 0, False, scores), added
+
+
+def drop_expands(state: HoleState, expand: int, mask: int) -> HoleState:
+    """A batch-1 mask-noise state -> the same hole with its committed `expand` slots masked again (the hole
+    may not grow: its sampler forbids expand from now on); the step count starts afresh, as in grow_at_expands."""
+    dropped = state.committed & (state.tokens == expand)
+    tokens = state.tokens.masked_fill(dropped, mask)
+    scores = None if state.scores is None else state.scores.masked_fill(dropped, 0.0)
+    return HoleState(tokens, state.committed & ~dropped, state.guess.masked_fill(dropped, mask), None, 0, False,
+                     scores)
+
+
 class EntropyBoundAccept:
     """Uniform noise: accept the k lowest-entropy samples such that
     sum(entropies) - max(entropies) <= bound (they are close to independent), re-randomise the rest."""

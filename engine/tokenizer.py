@@ -16,14 +16,17 @@ class SpecialTokens:
     eos: int
     bos: int | None
     mask: int | None
+    # a slot committed as this id stands for two middle tokens and grows the hole (None: the model has none)
+    expand: int | None = None
 
 
 class CodeTokenizer:
     def __init__(self, tokenizer: Tokenizer, special: SpecialTokens):
         self._tokenizer = tokenizer
         self.special = special
-        # pads and eos end or fill a hole; they are never shown to the user
-        self._hidden = {special.pad, special.eos} | ({special.mask} if special.mask is not None else set())
+        # pads and eos end or fill a hole, an expand slot grows it; they are never shown to the user
+        optional = (special.mask, special.expand)
+        self._hidden = {special.pad, special.eos} | {token for token in optional if token is not None}
 
     @classmethod
     def from_file(cls, path: Path, special: SpecialTokens) -> CodeTokenizer:
@@ -40,10 +43,10 @@ class CodeTokenizer:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        """Decode a fill: stop at eos, drop pads, keep everything else exactly."""
+        """Decode a fill: stop at eos, drop pads (and expand slots), keep everything else exactly."""
         kept: list[int] = []
         for token in ids:
-            if token == self.special.eos:
+            if token == self.special.eos and token != self.special.expand:  # a model may reuse eos as expand
                 break
             if token not in self._hidden:
                 kept.append(token)

@@ -437,3 +437,145 @@ def test_a_requests_pad_bias_overrides_the_models(engine: Engine) -> None:
     assert pads_only is not None and pads_only.text == ""
     assert no_pads[-1].committed == 8 and no_pads[-1].text != ""
     assert engine.defaults.pad_logit_bias == 0.0  # the request's bias did not stick to the model
+
+
+# ---- a fill that grows at expand slots: mechanics only (a random model never learned the expand token) ----
+
+EXPAND = 1  # the native model's id for it (the same as <eos>, which the native model never writes)
+# the shipped model's kept keys (suffix head moved by the growth, hole keys of the slots read)
+KEPT_KEYS = {"suffix_refresh_steps": 0, "hole_refresh_steps": 0, "masked_rows_only": True,
+             "probe_moves_suffix_head": True, "commit_confidence": 0.8}
+
+
+@pytest.fixture(scope="module")
+def expand_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.testing import write_tiny_native_model
+
+    path = write_tiny_native_model(tmp_path_factory.mktemp("expand-model") / "model")
+    config = json.loads((path / "config.json").read_text())
+    config["special_tokens"]["expand"] = EXPAND
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def expand_engine(model_dir: Path, **settings: object) -> Engine:
+    engine = Engine.load(model_dir, device="cpu")
+    engine.defaults = replace(engine.defaults, **{"expand": True, **settings})  # type: ignore[arg-type]
+    return engine
+
+
+def steer_expand(engine: Engine, monkeypatch: pytest.MonkeyPatch, calls: int | None, every_slot: bool = False) -> None:
+    """In the network's first `calls` passes (None: all), raise expand's logit far above the rest at the first
+    slot read (or at every slot); in later passes expand is never the choice. This forces the mechanics of a
+    growing fill; it says nothing of a trained model's expand slots."""
+    denoise = engine.backend.denoise
+    passes = 0
+
+    def steered(*args: object, **options: object) -> torch.Tensor:
+        nonlocal passes
+        logits = denoise(*args, **options).clone()  # type: ignore[arg-type]
+        if calls is None or passes < calls:
+            logits[:, slice(None) if every_slot else slice(0, 1), EXPAND] = logits.max() + 100
+        else:
+            logits[..., EXPAND] = float("-inf")
+        passes += 1
+        return logits
+
+    monkeypatch.setattr(engine.backend, "denoise", steered)
+
+
+def assert_streamed_and_hidden(refinements: list) -> None:
+    assert [r.step for r in refinements] == list(range(1, len(refinements) + 1))
+    assert [r.done for r in refinements] == [False] * (len(refinements) - 1) + [True]
+    assert [r.slots for r in refinements] == sorted(r.slots for r in refinements), "a hole only grows after the probe"
+    assert not any(hidden in r.text for r in refinements for hidden in ("<eos>", "<mask>", "<pad>"))
+
+
+@pytest.mark.parametrize("settings", [{}, KEPT_KEYS], ids=["exact", "kept-keys"])
+def test_a_committed_expand_slot_grows_the_hole_by_one_slot(
+    expand_model_dir: Path, monkeypatch: pytest.MonkeyPatch, settings: dict
+) -> None:
+    engine = expand_engine(expand_model_dir, **settings)
+    scripted_probe(engine, [6], monkeypatch)
+    steer_expand(engine, monkeypatch, calls=1)
+    refinements = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=12, fit_length=True)))
+    assert_streamed_and_hidden(refinements)
+    assert refinements[0].slots == 6, "the probe's draft"
+    assert [r.slots for r in refinements[1:]] == [7] * (len(refinements) - 1), "grown in the first step"
+    assert refinements[-1].committed == 7 and len(refinements) > 2
+
+
+@pytest.mark.parametrize(("budget", "final"), [(12, 12), (11, 10)])
+def test_a_fill_that_always_prefers_expand_ends_within_the_slots_asked_for(
+    expand_model_dir: Path, monkeypatch: pytest.MonkeyPatch, budget: int, final: int
+) -> None:
+    """6 probed slots, 2 committed a step: 6 -> 8 -> 10 -> 12. With 11 asked, the third growth would pass
+    them: its expand slots are masked again and the 10 slots fill with text."""
+    engine = expand_engine(expand_model_dir)
+    scripted_probe(engine, [6], monkeypatch)
+    steer_expand(engine, monkeypatch, calls=None, every_slot=True)
+    refinements = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=budget, fit_length=True)))
+    assert_streamed_and_hidden(refinements)
+    assert refinements[-1].slots == refinements[-1].committed == final
+    assert max(r.slots for r in refinements) <= budget
+
+
+def test_a_growing_fill_can_be_cancelled(expand_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = expand_engine(expand_model_dir)
+    scripted_probe(engine, [6], monkeypatch)
+    steer_expand(engine, monkeypatch, calls=1)
+    cancel = threading.Event()
+    seen = []
+    for refinement in engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=12, fit_length=True), cancel):
+        seen.append(refinement)
+        if refinement.slots == 7:
+            cancel.set()
+    assert seen[-1].slots == 7 and not any(r.done for r in seen)
+
+
+@pytest.mark.parametrize("fill", ["expand off", "alternatives"])
+def test_a_fill_that_may_not_grow_never_commits_expand(
+    expand_model_dir: Path, monkeypatch: pytest.MonkeyPatch, fill: str
+) -> None:
+    engine = expand_engine(expand_model_dir, expand=fill != "expand off")
+    assert EXPAND in engine.make_sampler(8, None, 0).forbidden
+    assert EXPAND not in engine.make_sampler(8, None, 0, expand=True).forbidden
+    scripted_probe(engine, [6], monkeypatch)
+    steer_expand(engine, monkeypatch, calls=None, every_slot=True)
+    alternatives = 2 if fill == "alternatives" else 1
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=12, fit_length=True, alternatives=alternatives)
+    final = engine.complete(request)
+    assert final is not None and final.slots == final.committed == 6
+
+
+def test_the_expand_token_is_hidden_where_a_model_without_it_ends_the_text_at_eos(
+    engine: Engine, expand_model_dir: Path
+) -> None:
+    expanding = Engine.load(expand_model_dir, device="cpu").tokenizer
+    assert expanding.special.expand == EXPAND and engine.tokenizer.special.expand is None
+    assert expanding.decode([5, EXPAND, 6]) == expanding.decode([5, 6])
+    assert engine.tokenizer.decode([5, EXPAND, 6]) == engine.tokenizer.decode([5])
+
+
+def test_expand_is_a_no_op_for_a_model_without_an_expand_token(engine: Engine) -> None:
+    """The shipped config names no expand id: the same fills, batched sizes included, with expand on."""
+    engine.defaults = replace(engine.defaults, length_offsets=(-1, 0, 1), fit_length=True)
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=12)
+    plain = list(engine.infill(request))
+    engine.defaults = replace(engine.defaults, expand=True)
+    assert list(engine.infill(request)) == plain
+    assert engine.make_sampler(8, None, 0).forbidden == engine.make_sampler(8, None, 0, expand=True).forbidden
+
+
+@pytest.mark.parametrize(("steps", "refinements"), [(None, 1 + 1 + 3), (12, 1 + 1 + 7)])
+def test_a_grown_hole_keeps_the_tokens_per_step_over_its_masked_slots(
+    expand_model_dir: Path, monkeypatch: pytest.MonkeyPatch, steps: int | None, refinements: int
+) -> None:
+    """The probe, the step that grows 6 slots to 7, then the rest: without steps, 2 tokens a step (the first
+    step committed the expand slot and one more: 5 masked, 3 steps); 12 steps asked for 12 slots is 1 a step
+    (the expand slot alone: 7 masked, 7 steps)."""
+    engine = expand_engine(expand_model_dir, commit_confidence=1.0)
+    scripted_probe(engine, [6], monkeypatch)
+    steer_expand(engine, monkeypatch, calls=1)
+    steps_seen = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=12, steps=steps, fit_length=True)))
+    assert steps_seen[-1].done and steps_seen[-1].slots == 7 and len(steps_seen) == refinements

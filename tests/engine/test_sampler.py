@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from engine.model_dir import GenerationDefaults
 from engine.sampler import (
     ConfidenceCommit,
     EntropyBoundAccept,
+    HoleState,
     LinearTemperature,
     StableAndConfident,
     denoise_hole,
+    drop_expands,
     entropy,
     entropy_and_weights,
     fill_score,
+    grow_at_expands,
     right_pad_run,
     spread_top_k,
 )
 
 PAD, MASK, V = 0, 3, 8
+EXPAND = 1  # the native model's id for it (the same as <eos>)
 
 
 def peaked(tokens: list[int], confidence: list[float]) -> torch.Tensor:
@@ -283,3 +288,41 @@ def test_fill_score_counts_the_text_and_the_first_trailing_pad_only() -> None:
     scores = torch.tensor([[-1.0, -2.0, -3.0, -0.5, -0.1], [-1.0, -1.0, -1.0, -1.0, -2.0]])
     # row 0: 5, the mid pad, 6 and the first trailing pad (the end); the second trailing pad is left out
     assert torch.allclose(fill_score(tokens, scores, PAD), torch.tensor([(-1 - 2 - 3 - 0.5) / 4, -6.0 / 5]))
+
+
+def test_each_committed_expand_slot_becomes_two_masked_slots() -> None:
+    tokens = torch.tensor([[5, EXPAND, MASK, MASK, EXPAND, PAD]])
+    committed = torch.tensor([[True, True, False, False, True, True]])
+    guess = torch.tensor([[5, EXPAND, 7, EXPAND, EXPAND, PAD]])  # slot 3 only leans to expand: it stays one slot
+    scores = torch.tensor([[-0.1, -0.2, 0.0, 0.0, -0.3, -0.4]])
+    state = HoleState(tokens, committed, guess, torch.zeros(1, 6, V), 3, True, scores)
+    grown, added = grow_at_expands(state, EXPAND, MASK)
+    assert added == 2
+    # slot:                  0     1+1'          2      3      4+4'          5
+    assert grown.tokens.tolist() == [[5, MASK, MASK, MASK, MASK, MASK, MASK, PAD]]
+    assert grown.committed.tolist() == [[True, False, False, False, False, False, False, True]]
+    assert grown.guess.tolist() == [[5, MASK, MASK, 7, EXPAND, MASK, MASK, PAD]]
+    assert grown.scores is not None
+    assert grown.scores[0].tolist() == pytest.approx([-0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.4])
+    # the grown hole gets a sampler of its own: its steps count from 0, and it is not done
+    assert grown.logits is None and grown.step == 0 and not grown.done
+    again, none = grow_at_expands(grown, EXPAND, MASK)
+    assert again is grown and none == 0
+
+
+def test_dropped_expand_slots_are_masked_again_in_place() -> None:
+    state = HoleState(torch.tensor([[5, EXPAND, MASK]]), torch.tensor([[True, True, False]]),
+                      torch.tensor([[5, EXPAND, 6]]), None, 2, False, torch.tensor([[-0.1, -0.2, 0.0]]))
+    dropped = drop_expands(state, EXPAND, MASK)
+    assert dropped.tokens.tolist() == [[5, MASK, MASK]] and dropped.committed.tolist() == [[True, False, False]]
+    assert dropped.guess.tolist() == [[5, MASK, 6]] and dropped.step == 0
+    assert dropped.scores is not None and dropped.scores[0].tolist() == pytest.approx([-0.1, 0.0, 0.0])
+
+
+def test_expand_is_committed_like_text_unless_forbidden() -> None:
+    logits = peaked([EXPAND, 5], [0.9, 0.6])
+    allowed = ConfidenceCommit(MASK, PAD, [MASK], 1, 0.0, torch.Generator().manual_seed(0))
+    forbidden = ConfidenceCommit(MASK, PAD, [MASK, EXPAND], 1, 0.0, torch.Generator().manual_seed(0))
+    assert allowed.update(allowed.start(1, 2, torch.device("cpu")), logits).tokens.tolist() == [[EXPAND, 5]]
+    tokens = forbidden.update(forbidden.start(1, 2, torch.device("cpu")), logits).tokens
+    assert EXPAND not in tokens.tolist()[0] and tokens.tolist()[0][1] == 5
