@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stopped: step {state['step']}, {state['tokens'] / 1e9:.3f}B tokens, "
           f"{state['schedule_seconds'] / 60:.1f} training minutes of {args.budget_min} in this schedule, "
           f"{state['train_seconds'] / 60:.1f} in all", flush=True)
-    if progress >= 1.0 and math.isfinite(float(loss)):
+    if progress >= 1.0 and math.isfinite(float(loss.detach())):
         (args.ckpt / "DONE").write_text("schedule finished\n")
     os._exit(0)  # skip DataLoader worker teardown, which can hang on a full queue
 
