@@ -188,6 +188,8 @@ class Engine:
             ordered_tail=spare if self.defaults.margin_in_order else 0,
             pad_logit_bias=self.defaults.pad_logit_bias if pad_logit_bias is None else pad_logit_bias,
             spread_commits=self.defaults.spread_commits,
+            expand_bias=(special.expand, self.defaults.expand_logit_bias)
+            if expand and special.expand is not None and self.defaults.expand_logit_bias else None,
         )
 
     # ---- filling ----------------------------------------------------------------------------

@@ -92,6 +92,8 @@ class GenerationDefaults:
     # special_tokens): a slot committed as expand becomes two masked slots, so a fill that started short
     # grows while it denoises, up to the slots asked for (a probed hole may grow back to that budget)
     expand: bool = False
+    # added to the expand token's logit while a fill may grow (< 0: a slot grows only where the model is sure)
+    expand_logit_bias: float = 0.0
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

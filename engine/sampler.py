@@ -149,6 +149,7 @@ class ConfidenceCommit:
         ordered_tail: int = 0,
         pad_logit_bias: float = 0.0,
         spread_commits: bool = False,
+        expand_bias: tuple[int, float] | None = None,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -163,6 +164,7 @@ class ConfidenceCommit:
         self.ordered_tail = ordered_tail
         self.pad_logit_bias = pad_logit_bias  # added to the pad's logit: > 0 ends fills sooner
         self.spread_commits = spread_commits  # a step's k commits avoid neighbouring slots (spread_top_k)
+        self.expand_bias = expand_bias  # (expand id, added to its logit): < 0 grows only where the model is sure
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -179,6 +181,8 @@ class ConfidenceCommit:
         logits = self._forbid(logits, self.forbidden)
         if self.pad_logit_bias:
             logits[..., self.pad] += self.pad_logit_bias
+        if self.expand_bias is not None:
+            logits[..., self.expand_bias[0]] += self.expand_bias[1]
         probs = torch.softmax(logits, dim=-1)
         confidence, token = probs.max(-1)
         if logits.shape[0] > 1 and not self.independent_rows:  # alternatives: rows 1.. differ from row 0

@@ -326,3 +326,10 @@ def test_expand_is_committed_like_text_unless_forbidden() -> None:
     assert allowed.update(allowed.start(1, 2, torch.device("cpu")), logits).tokens.tolist() == [[EXPAND, 5]]
     tokens = forbidden.update(forbidden.start(1, 2, torch.device("cpu")), logits).tokens
     assert EXPAND not in tokens.tolist()[0] and tokens.tolist()[0][1] == 5
+
+
+def test_a_negative_expand_bias_keeps_only_the_slots_sure_of_expand() -> None:
+    logits = peaked([EXPAND, EXPAND], [0.99, 0.6])  # slot 0 is sure of expand, slot 1 only leans to it
+    biased = ConfidenceCommit(MASK, PAD, [MASK], 1, 0.0, torch.Generator().manual_seed(0), expand_bias=(EXPAND, -3.0))
+    tokens = biased.update(biased.start(1, 2, torch.device("cpu")), logits).tokens.tolist()[0]
+    assert tokens[0] == EXPAND and tokens[1] != EXPAND
