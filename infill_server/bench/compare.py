@@ -64,6 +64,8 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, other_passes: 
     def reference() -> int:
         """New tokens generated (generate()'s sequences are the prompt and the new tokens)."""
         out = model.generate(ids, max_new_tokens=canvas)
+        if ids.device.type == "cuda":  # its last kernels may still run; the engine's fill reads its tokens back
+            torch.cuda.synchronize(ids.device)
         return getattr(out, "sequences", out).shape[1] - ids.shape[1]
 
     def ours_cold() -> int:

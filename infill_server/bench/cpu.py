@@ -139,7 +139,7 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     # 3. side by side: (a) transformers' generate(), (b) autoregressive decoding
     reference_dir = write_reference_model(work / "reference", plan.reference_size, plan.reference_steps)
     loading = time.perf_counter()
-    reference_engine = Engine.load(reference_dir, "cpu", warm_up=False)
+    reference_engine = Engine.load(reference_dir, engine.info.device, warm_up=False)  # where the engine runs
     # compiles its passes (unless $DGEM_INFILL_COMPILE=off) for the shapes measured: a prefix, whole canvases
     reference_engine.backend.warm_up(editor_shapes=False)
     load_s = time.perf_counter() - loading
