@@ -29,6 +29,8 @@ cost on a CPU (measured, with the bench's reference checkpoint: see `infill_serv
 7. optionally (`compiled`), the canvas pass runs under torch.compile: the same matrix products, with the
    ~400 small element-wise operations of a step between them fused (1.4x a step on the bench's checkpoint);
    so do the prefix pass's layers (around their attention), with a dynamic length;
+   on a GPU (`cuda_graphs`, the default there) the canvas pass is recorded as CUDA graphs and replayed
+   (engine/backends/cuda_graphs.py): a small model's step there costs its kernel launches, not its arithmetic;
 8. on the CPU, eager passes run on one thread between their matrix products, which get the caller's threads
    (engine/backends/cpu_threads.py: waking a sleeping OpenMP thread for each element-wise operation over
    32K elements costs more than the work).
@@ -41,6 +43,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
+import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -58,6 +62,7 @@ from engine.backends.cpu_threads import (
     one_thread_between_products,
     products_on_all_threads,
 )
+from engine.backends.cuda_graphs import GraphCaptureError, GraphedCanvasPasses
 from engine.backends.precision import chosen_dtype
 from engine.tokenizer import SpecialTokens
 from engine.types import ModelLoadError
@@ -65,6 +70,10 @@ from engine.types import ModelLoadError
 RotaryTables = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer type -> cos, sin (1, positions, d)
 
 COMPILE_ENV = "DGEM_INFILL_COMPILE"  # auto (the default: on a CPU) | on | off
+CUDA_GRAPHS_ENV = "DGEM_INFILL_CUDA_GRAPHS"  # on (the default; GPUs only) | off
+
+log = logging.getLogger(__name__)
+_versions = itertools.count()  # every edit of every prefix cache gets a new number
 
 # transformers' DiffusionGemma generate() defaults, used where the checkpoint's generation config is silent
 DEFAULT_GENERATION = {
@@ -85,6 +94,10 @@ class DiffusionGemmaKV:
 
     def __init__(self) -> None:
         self.kv = DynamicCache()  # no config: full layers only, see the module docstring
+        self.version = next(_versions)  # changes with every edit: CUDA graphs copy the keys only then
+
+    def edited(self) -> None:
+        self.version = next(_versions)
 
     @property
     def length(self) -> int:
@@ -94,6 +107,7 @@ class DiffusionGemmaKV:
         extra = self.length - length
         if extra > 0:
             self.kv.crop(-extra)  # transformers' crop takes the number of tokens to remove, negated
+            self.edited()
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Keys and values of layer `index`, or None while the cache is empty."""
@@ -126,6 +140,7 @@ class DiffusionGemmaBackend:
         device: torch.device,
         fuse: bool | None = None,
         compiled: bool = False,
+        cuda_graphs: bool | None = None,
     ):
         """fuse: concatenate projection weights so that one matrix product does the work of several (default:
         on the CPU, where a small model's many small products dominate, above all when the two cores are
@@ -139,7 +154,11 @@ class DiffusionGemmaBackend:
         Under it the prefix pass runs each encoder layer's work before and after its attention compiled too,
         with a dynamic length (one compile serves longer prefixes; one- and two-token extends compile once
         more each, torch specialising size 1), and few experts run densely on any number of rows
-        (transformers' grouped experts have data-dependent shapes, which break the compiled graph)."""
+        (transformers' grouped experts have data-dependent shapes, which break the compiled graph).
+
+        cuda_graphs (None: on unless $DGEM_INFILL_CUDA_GRAPHS=off; GPUs only, and not with `compiled`): record
+        the canvas pass per shape as CUDA graphs and replay them (engine/backends/cuda_graphs.py). A pass
+        that cannot be recorded runs eagerly from then on, with a warning in the log."""
         self.model = model.eval()
         self.device = device
         self.text_config = model.config.text_config
@@ -163,6 +182,10 @@ class DiffusionGemmaBackend:
         self._compiled_pass: Any = None  # made at the first compiled step
         self._compiled_prefix_steps: list[_PrefixSteps] | None = None  # made at the first compiled extend
         self._compiled_on_one_thread = False  # timed by `warm_up` on a CPU
+        if cuda_graphs is None:
+            cuda_graphs = os.environ.get(CUDA_GRAPHS_ENV, "on").strip().lower() != "off"
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._graphed_pass: GraphedCanvasPasses | None = None  # made at the first graphed step
         self._attention: Callable[..., torch.Tensor] = F.scaled_dot_product_attention
         self._causal_attention: Callable[..., torch.Tensor] = _causal_attention
         self._soft_embedding: Callable[..., torch.Tensor] = torch.matmul
@@ -330,6 +353,7 @@ class DiffusionGemmaBackend:
         # on all threads, unlike the canvas pass: a prefix's element-wise work is large enough to share
         # (1,498 tokens: 19.9 ms against 23.1 on one thread between products; never slower from 32 tokens up)
         self._extend(cache, ids.to(self.device)[None], start)
+        cache.edited()
 
     def _extend(self, cache: DiffusionGemmaKV, ids: torch.Tensor, start: int) -> None:
         """`extend` of ids (1, T)."""
@@ -386,34 +410,18 @@ class DiffusionGemmaBackend:
         """
         B, C = canvas.shape
         assert 0 < hole <= C, f"hole {hole} must be within the canvas ({C})"
-        L = cache.length
         canvas = canvas.to(self.device)
-
-        # rotary tables per layer type (kept for the fill's next steps)
-        kept = self._canvas_rotary
-        if kept is None or kept[0] != (L, C):
-            like = self.decoder.embed_tokens.weight
-            kept = self._canvas_rotary = ((L, C), self._rotary(self.decoder.rotary_emb, L, C, like))
-        rotary = [kept[1][kind] for kind in self.layer_types]
-
-        # the prefix keys and values each layer sees: sliding layers see what transformers' sliding cache
-        # keeps, the last window - 1 tokens
-        prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for index, kind in enumerate(self.layer_types):
-            layer_kv = cache.layer(index)
-            if layer_kv is None:
-                break
-            seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
-            keys, values = layer_kv  # (1, kv heads, L, d)
-            if seen < L:
-                keys, values = keys[:, :, L - seen :], values[:, :, L - seen :]
-                if self.compiled:  # a view's strides depend on L: compiled code would recompile for each L
-                    keys, values = keys.contiguous(), values.contiguous()
-            # without the batch dimension, whose stride (not its size) compiled code would check for each L
-            prefix.append((keys[0], values[0]))  # (kv heads, L', d)
-
+        prefix, rotary = self.canvas_inputs(cache, C)
         canvas_pass = self._canvas_pass
         conditioned = None if self_condition is None else self_condition.to(self.device)
+        if self.cuda_graphs and not self.compiled:
+            if self._graphed_pass is None:
+                self._graphed_pass = GraphedCanvasPasses(self._canvas_pass, self.device)
+            try:
+                return self._graphed_pass(canvas, hole, conditioned, prefix, rotary, cache.version)
+            except GraphCaptureError as error:
+                log.warning("CUDA graphs off: the canvas pass cannot be recorded (%s)", error)
+                self.cuda_graphs = False
         if self.compiled:
             if self._compiled_pass is None:
                 # one graph per thread count, first step or not, and (after `warm_up`) any size: more than
@@ -430,6 +438,35 @@ class DiffusionGemmaBackend:
         with self._between_products():
             return canvas_pass(canvas, hole, conditioned, prefix, rotary)
 
+    def canvas_inputs(
+        self, cache: DiffusionGemmaKV, C: int
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """What a canvas of C slots after `cache` reads besides its tokens: per layer the prefix keys and values
+        (kv heads, L', d) it sees (none while the cache is empty), and per layer its rotary cos and sin."""
+        L = cache.length
+        # rotary tables per layer type (kept for the fill's next steps)
+        kept = self._canvas_rotary
+        if kept is None or kept[0] != (L, C):
+            like = self.decoder.embed_tokens.weight
+            kept = self._canvas_rotary = ((L, C), self._rotary(self.decoder.rotary_emb, L, C, like))
+        rotary = [kept[1][kind] for kind in self.layer_types]
+
+        # sliding layers see what transformers' sliding cache keeps, the last window - 1 tokens
+        prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for index, kind in enumerate(self.layer_types):
+            layer_kv = cache.layer(index)
+            if layer_kv is None:
+                break
+            seen = self.window - 1 if kind == "sliding_attention" and self.window is not None else L
+            keys, values = layer_kv  # (1, kv heads, L, d)
+            if seen < L:
+                keys, values = keys[:, :, L - seen :], values[:, :, L - seen :]
+                if self.compiled:  # a view's strides depend on L: compiled code would recompile for each L
+                    keys, values = keys.contiguous(), values.contiguous()
+            # without the batch dimension, whose stride (not its size) compiled code would check for each L
+            prefix.append((keys[0], values[0]))  # (kv heads, L', d)
+        return prefix, rotary
+
     def _canvas_pass(
         self,
         canvas: torch.Tensor,
@@ -437,10 +474,13 @@ class DiffusionGemmaBackend:
         self_condition: torch.Tensor | None,
         prefix: list[tuple[torch.Tensor, torch.Tensor]],
         rotary: list[tuple[torch.Tensor, torch.Tensor]],
+        masks: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The decoder over the canvas (B, C), reading each layer's prefix keys and values (1, kv heads, L', d)
+        """The decoder over the canvas (B, C), reading each layer's prefix keys and values (kv heads, L', d)
         (none while the cache is empty) with its cos and sin (1, C, d) -> float32 logits (B, hole, V).
-        Tensors and a static layout only, so that torch.compile can take it whole."""
+        `masks`: per layer with prefix keys, which of its L' + C keys a query may see, (1, 1, 1, L' + C) bool
+        (CUDA graphs pad the prefix); None: all of them.
+        Tensors and a static layout only, so that torch.compile and CUDA graphs can take it whole."""
         decoder = self.decoder
         B = canvas.shape[0]
 
@@ -463,8 +503,10 @@ class DiffusionGemmaBackend:
                 prefix_keys, prefix_values = prefix[index]  # (kv heads, L', d)
                 keys = torch.cat((prefix_keys.expand(B, -1, -1, -1), keys), dim=2)  # (B, kv heads, L' + C, d)
                 values = torch.cat((prefix_values.expand(B, -1, -1, -1), values), dim=2)
+            mask = masks[index] if masks is not None and index < len(masks) else None
             out = self._attention(
-                queries, keys, values, scale=layer.attn.scaling, enable_gqa=queries.shape[1] != keys.shape[1]
+                queries, keys, values, attn_mask=mask, scale=layer.attn.scaling,
+                enable_gqa=queries.shape[1] != keys.shape[1],
             )  # (B, heads, C, d)
             x = layer.after_attention(x, out)  # (B, C, D)
 
@@ -515,9 +557,11 @@ class _Layer:
     """A transformers encoder or decoder layer, run step by step through its own submodules.
 
     Fused (on the CPU): q, k and v come from one matrix product with their weights concatenated, the MLP's
-    gate and up from another, and when the experts are few (at most twice top-k) and the rows few (a canvas),
-    every expert runs on every row in two products and the chosen ones are kept: twice the arithmetic of
-    top-2 of 4, a third of the products. Each output element is the same sum of products as unfused.
+    gate and up from another. On every device, when the experts are few (at most twice top-k) and the rows
+    few (a canvas), every expert runs on every row in two products and the chosen ones are kept: twice the
+    arithmetic of top-2 of 4, a third of the products, and static shapes (a CUDA graph can record them, where
+    transformers' grouped experts in float32 copy counts to the host). Each output element is the same sum of
+    products as unfused.
     """
 
     def __init__(self, module: torch.nn.Module, fuse: bool, shared: dict[tuple[int, ...], torch.Tensor]):
@@ -540,7 +584,7 @@ class _Layer:
             and getattr(experts, "has_gate", True)
         )
         top_k = module.router.config.top_k_experts
-        self.dense_experts = fuse and default_layout and experts.num_experts <= 2 * top_k
+        self.dense_experts = default_layout and experts.num_experts <= 2 * top_k
         self.linear: Callable[..., torch.Tensor] = F.linear  # the products made here (see the backend's
         self.bmm: Callable[..., torch.Tensor] = torch.bmm  # `_products_on_all_threads`)
 
