@@ -43,9 +43,10 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, other_passes: 
     leaves it uncompiled.
 
     The engine runs as loaded (`speedup_cold` is the headline): on a CPU its passes are compiled at load by
-    default (engine/backends/diffusion_gemma.py, `warm_up`; the load is not timed). With `other_passes`, the
-    same engine is also timed with the other kind of passes (`eager_*` or `compiled_*`; a compile for it
-    happens untimed and is reported as `compile_s`); the tests' smoke runs skip that.
+    default (engine/backends/diffusion_gemma.py, `warm_up`; the load is not timed), on a GPU its canvas passes
+    are replayed as CUDA graphs. With `other_passes`, the same engine is also timed with the other kind of
+    passes (`eager_*` where they were compiled or graphed, else `compiled_*`; a compile for it happens untimed
+    and is reported as `compile_s`); the tests' smoke runs skip that.
     """
     model = engine.backend.model
     canvas = engine.info.canvas_length
@@ -54,12 +55,11 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, other_passes: 
     passes = [0]
     hook = model.model.decoder.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     backend = engine.backend
-    loaded_compiled = bool(getattr(backend, "compiled", False))
-    other = (
-        ("eager" if loaded_compiled else "compiled")
-        if other_passes and hasattr(backend, "compiled")
-        else None
-    )
+    # the switch between the loaded passes and the other kind: CUDA graphs on a GPU, torch.compile elsewhere
+    switch = "cuda_graphs" if getattr(backend, "cuda_graphs", False) else "compiled"
+    loaded_on = bool(getattr(backend, switch, False))
+    loaded = ("graphed" if switch == "cuda_graphs" else "compiled") if loaded_on else "eager"
+    other = ("eager" if loaded_on else "compiled") if other_passes and hasattr(backend, "compiled") else None
 
     def reference() -> int:
         """New tokens generated (generate()'s sequences are the prompt and the new tokens)."""
@@ -76,11 +76,11 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, other_passes: 
 
     def with_other_passes(fn: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
-            backend.compiled = not loaded_compiled
+            setattr(backend, switch, not loaded_on)
             try:
                 return fn()
             finally:
-                backend.compiled = loaded_compiled
+                setattr(backend, switch, loaded_on)
 
         return run
 
@@ -112,7 +112,7 @@ def versus_reference(engine: Engine, prefix: str, budget: Budget, other_passes: 
         hook.remove()
     result = {
         "dtype": str(model.dtype).removeprefix("torch."),  # generate()'s and the engine's: one module
-        "passes": "compiled" if loaded_compiled else "eager",  # the engine's, as loaded
+        "passes": loaded,  # the engine's, as loaded
         "prefix_tokens": ids.shape[1],
         "canvas_tokens": canvas,
         "steps": {"reference": reference_steps, "engine": our_steps},  # decoder passes of each

@@ -12,8 +12,10 @@ Parts, in order (each is skipped with a printed reason when the time budget or t
    prefix encode per token, one 256-token denoising step, the implied tokens/s at 3-17 steps per canvas
    against the published 1,000 tokens/s, and a roofline (FLOPs and bytes per step over the peaks), for
    the MoE experts run eagerly, as grouped matmuls, with each decoder layer's feed-forward part
-   (the backend's `after_attention`) under torch.compile, and with the whole denoising step captured
-   once as a CUDA graph and replayed (no per-kernel launch from Python).
+   (the backend's `after_attention`) under torch.compile, with the whole denoising step captured
+   once as a CUDA graph and replayed (no per-kernel launch from Python), and through the engine's own
+   CUDA graphs (engine/backends/cuda_graphs.py: the prefix padded and masked, a new canvas and
+   self-conditioning copied in at every step, as a fill runs them); `--variants` picks some of them.
 Writes DIR/gpu_results.json and DIR/bench-gpu-*.png, and prints a short table last.
 """
 
@@ -191,9 +193,10 @@ def build_diffusion_gemma(text: dict, device: torch.device, dtype: torch.dtype, 
     The encoder and decoder share one weight stack (25.4B unique parameters at full size). Built directly
     on the GPU, both stacks exist before they are tied (102 GB); `to_empty` unties them again. So: build on
     the meta device, where they are tied at no cost, then give each distinct parameter one GPU tensor."""
-    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion, Gemma4VisionConfig
 
-    config = DiffusionGemmaConfig(text_config=dict(text), canvas_length=canvas)
+    # the vision tower's default shape, named: older transformers (5.17) leave it None and cannot build
+    config = DiffusionGemmaConfig(text_config=dict(text), vision_config=Gemma4VisionConfig(), canvas_length=canvas)
     config.text_config.initializer_range = 0.02
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -257,7 +260,19 @@ def flops_and_bytes(model, text: dict, prefix: int, canvas: int, hole: int, self
             "decoder_parameters": expert_params + embed_params + other_params}
 
 
-def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks: dict) -> dict:
+DIFFUSION_GEMMA_VARIANTS = [  # name, experts implementation, mode (see run_variant)
+    ("eager experts", "eager", "eager"),
+    ("grouped_mm experts", "grouped_mm", "eager"),
+    ("grouped_mm + torch.compile", "grouped_mm", "compile"),
+    ("grouped_mm + CUDA graph", "grouped_mm", "graph"),
+    ("grouped_mm + torch.compile + CUDA graph", "grouped_mm", "compile+graph"),
+    ("grouped_mm + the engine's CUDA graphs", "grouped_mm", "engine graphs"),
+]
+
+
+def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks: dict,
+                         names: list[str] | None = None) -> dict:
+    """`names`: the variants to run (all when None)."""
     from engine.backends.diffusion_gemma import DiffusionGemmaBackend
 
     text = TINY_TEXT if smoke else GEMMA_26B_A4B_TEXT
@@ -270,7 +285,7 @@ def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks:
                     "build_s": round(time.perf_counter() - started, 1), "variants": {}}
     if device.type == "cuda":
         result["gpu_memory_gb"] = round(torch.cuda.memory_allocated(device) / 1e9, 1)
-    backend = DiffusionGemmaBackend(model, device)
+    backend = DiffusionGemmaBackend(model, device, cuda_graphs=False)  # eager: the variants choose their own
     prefix_tokens = 256 if smoke else 2048
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, text["vocab_size"] - 8, (prefix_tokens,), generator=generator)  # (P,)
@@ -292,12 +307,9 @@ def diffusion_gemma_part(device: torch.device, smoke: bool, clock: Clock, peaks:
     floor_ms = max(result["roofline"]["compute_bound_ms"], result["roofline"]["memory_bound_ms"])
     result["roofline"]["floor_ms"] = floor_ms
 
-    variants = [("eager experts", "eager", "eager"), ("grouped_mm experts", "grouped_mm", "eager"),
-                ("grouped_mm + torch.compile", "grouped_mm", "compile"),
-                ("grouped_mm + CUDA graph", "grouped_mm", "graph"),
-                ("grouped_mm + torch.compile + CUDA graph", "grouped_mm", "compile+graph")]
+    variants = [v for v in DIFFUSION_GEMMA_VARIANTS if names is None or v[0] in names]
     for name, experts, mode in variants:
-        if mode.endswith("graph") and device.type != "cuda":
+        if "graph" in mode and device.type != "cuda":
             result["variants"][name] = {"skipped": "CUDA graphs need a CUDA device"}
             continue
         if clock.left() < (150 if mode.startswith("compile") else 60) and not smoke:
@@ -319,8 +331,10 @@ def run_variant(model, backend, experts: str, mode: str, cache, canvas_ids: torc
                 previous: torch.Tensor, encode: Callable[[], None], prefix_tokens: int, canvas: int,
                 device: torch.device, repeats: int) -> dict:
     """mode: "eager", "compile" (each layer's after_attention under torch.compile), "graph" (the whole
-    step captured as one CUDA graph: same inputs every replay, so only launch overhead is saved), or
-    "compile+graph" (both: the compiled kernels captured)."""
+    step captured as one CUDA graph: same inputs every replay, so only launch overhead is saved),
+    "compile+graph" (both: the compiled kernels captured), or "engine graphs" (a backend with the engine's
+    CUDA graphs, as a fill runs it: the canvas and self-conditioning copied in and the logits copied out
+    at every step, which "graph" does not pay)."""
     if hasattr(model, "set_experts_implementation"):
         model.set_experts_implementation(experts)
     elif experts != "eager":
@@ -329,6 +343,12 @@ def run_variant(model, backend, experts: str, mode: str, cache, canvas_ids: torc
     # (output projection, dense MLP, router, experts), the part that dominates a step
     layers = backend._decoder_layers
     originals = [layer.after_attention for layer in layers]
+
+    eager_backend = backend
+    if mode == "engine graphs":
+        from engine.backends.diffusion_gemma import DiffusionGemmaBackend
+
+        backend = DiffusionGemmaBackend(model, device, cuda_graphs=True)
 
     def step() -> torch.Tensor:
         return backend.denoise(cache, canvas_ids, canvas, previous)
@@ -350,6 +370,15 @@ def run_variant(model, backend, experts: str, mode: str, cache, canvas_ids: torc
         sync(device)
         row["capture_s"] = round(time.perf_counter() - started, 1)
         row["same_argmax_as_eager"] = round((output.argmax(-1) == expected).float().mean().item(), 4)
+    if mode == "engine graphs":
+        started = time.perf_counter()
+        expected = eager_backend.denoise(cache, canvas_ids, canvas, previous).argmax(-1)
+        output = step()  # records the graph (the first use of this shape)
+        sync(device)
+        row["capture_s"] = round(time.perf_counter() - started, 1)
+        row["same_argmax_as_eager"] = round((output.argmax(-1) == expected).float().mean().item(), 4)
+        if not backend.cuda_graphs:
+            raise RuntimeError("the engine's CUDA graphs could not record this step (see the log)")
     try:
         row["step_ms"] = time_ms(run, device, repeats, warmup=1)
         step_ms = row["step_ms"]
@@ -472,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=500.0, help="wall-clock budget (default 500)")
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--skip-gemma", action="store_true")
+    parser.add_argument("--variants", nargs="+", metavar="NAME", help="DiffusionGemma variants to run (default: all): "
+                        + "; ".join(name for name, _, _ in DIFFUSION_GEMMA_VARIANTS))
     args = parser.parse_args(argv)
     clock = Clock(args.budget_s)
     cuda = torch.cuda.is_available()
@@ -516,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[gpu bench] DiffusionGemma 26B-A4B ({clock.left():.0f}s left)", flush=True)
             try:
-                results["diffusion_gemma"] = diffusion_gemma_part(device, args.smoke, clock, results["peaks"])
+                results["diffusion_gemma"] = diffusion_gemma_part(device, args.smoke, clock, results["peaks"],
+                                                                  args.variants)
             except Exception as error:
                 results["diffusion_gemma"] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
                 traceback.print_exc(file=sys.stderr)
