@@ -9,7 +9,13 @@ shapes, so:
   PREFIX_BUCKET tokens, with a mask over the padding: the next keystroke's fill, one token longer, replays the
   graphs of the last fill instead of recording new ones;
 - graphs are kept per shape (batch, canvas, hole, padded prefix), the least recently used dropped beyond
-  MAX_SHAPES (each shape holds its own copy of the prefix keys and the memory its graphs computed in).
+  MAX_SHAPES (each shape holds its own copy of the prefix keys and the memory its graphs computed in);
+- a shape's graphs are recorded at its second fill (RECORD_AT), not its first: the first fill of every shape
+  runs the eager pass and nothing else. Recording costs more than it saves in one fill (measured on an H200
+  with the bench's small checkpoint: fills that each met a new shape and recorded at their third step took
+  3x the eager ones, docs/BENCHMARKS.md, session 14), and a shape met once (a jump in a large file) would pay
+  that for nothing; a shape met twice is typing in place, whose next fills replay. A fill is counted at its
+  first step, the one pass without a self-conditioning signal.
 The pass must not synchronise with the host (no .item(), no data-dependent shapes). Capture raises
 GraphCaptureError where it does; the caller then runs the pass eagerly.
 """
@@ -19,11 +25,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 PREFIX_BUCKET = 128  # prefix tokens per padding step: a graph serves 128 keystrokes of typing
 MAX_SHAPES = 4
+RECORD_AT = 2  # the fill of a shape at which its graphs are recorded
 
 # canvas (B, C), hole, self-conditioning logits or None, per layer prefix keys and values (kv heads, L', d),
 # per layer rotary cos and sin (1, C, d), per layer attention masks (1, 1, 1, L' + C) or None -> logits
@@ -38,12 +46,16 @@ class GraphedCanvasPasses:
     """`canvas_pass` behind CUDA graphs recorded per shape; called like it, plus the prefix's version."""
 
     def __init__(self, canvas_pass: CanvasPass, device: torch.device, max_shapes: int = MAX_SHAPES,
-                 bucket: int = PREFIX_BUCKET):
+                 bucket: int = PREFIX_BUCKET, record_at: int = RECORD_AT):
         self.canvas_pass = canvas_pass
         self.device = device
         self.max_shapes = max_shapes
         self.bucket = bucket
+        self.record_at = record_at
         self._shapes: OrderedDict[tuple, ShapeBuffers] = OrderedDict()  # least recently used first
+        self._fills: OrderedDict[tuple, int] = OrderedDict()  # fills begun per shape not yet recorded
+        self._pool: Any = None  # one memory pool for every graph (see `_record`)
+        self._stream: torch.cuda.Stream | None = None  # one capture stream: a new one costs new library workspaces
         self.recorded = 0  # graphs recorded so far (a test and the bench read it)
 
     def __call__(
@@ -59,6 +71,14 @@ class GraphedCanvasPasses:
         `prefix_version` changes whenever the prefix keys do (the backend's cache counts its edits)."""
         padded = tuple(self.padded(keys.shape[1]) for keys, _ in prefix)
         key = (tuple(canvas.shape), hole, padded)
+        conditioned = condition is not None
+        if key not in self._shapes:
+            fills = self._fills.pop(key, 0) + (not conditioned)
+            if fills < self.record_at:
+                self._fills[key] = fills
+                while len(self._fills) > 16 * self.max_shapes:
+                    self._fills.popitem(last=False)
+                return self.canvas_pass(canvas, hole, condition, prefix, rotary)
         shape = self._shapes.pop(key, None)
         if shape is None:
             shape = ShapeBuffers(canvas, prefix, padded, rotary)
@@ -66,7 +86,6 @@ class GraphedCanvasPasses:
         while len(self._shapes) > self.max_shapes:
             self._shapes.popitem(last=False)
         shape.load(canvas, condition, prefix, rotary, prefix_version)
-        conditioned = condition is not None
         if conditioned not in shape.graphs:
             shape.graphs[conditioned] = self._record(shape, hole, conditioned)
             self.recorded += 1
@@ -77,23 +96,43 @@ class GraphedCanvasPasses:
     def padded(self, length: int) -> int:
         return max(1, math.ceil(length / self.bucket)) * self.bucket
 
-    def _record(self, shape: ShapeBuffers, hole: int, conditioned: bool) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    def _record(self, shape: ShapeBuffers, hole: int, conditioned: bool) -> tuple[Any, torch.Tensor]:
+        """A graph of the pass over `shape`'s buffers, and the tensor each replay writes its logits to."""
+
         def run() -> torch.Tensor:
             condition = shape.condition if conditioned else None
             return self.canvas_pass(shape.canvas, hole, condition, shape.prefix, shape.rotary, shape.masks)
 
         try:
-            current = torch.cuda.current_stream(self.device)
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(current)
-            with torch.cuda.stream(side):  # lazy set-up (library handles, workspaces) must happen before capture
-                run()
-            current.wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                output = run()
+            return self._capture(run)
         except RuntimeError as error:
-            raise GraphCaptureError(str(error).strip().splitlines()[0] if str(error).strip() else repr(error)) from error
+            text = str(error).strip()
+            raise GraphCaptureError(text.splitlines()[0] if text else repr(error)) from error
+
+    def _capture(self, run: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        # Not torch.cuda.graph(): it empties the allocator's cache before every capture, and the memory is then
+        # allocated anew. One pool for all graphs: a graph's scratch memory may be another's, which is safe
+        # because graphs replay one at a time on one stream and each replay's output is copied out before the
+        # next one. One capture stream, as torch.cuda.graph() keeps: a new stream costs new library workspaces.
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+            self._stream = torch.cuda.Stream(self.device)
+        current = torch.cuda.current_stream(self.device)
+        side = self._stream
+        assert side is not None
+        side.wait_stream(current)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.stream(side):
+                run()  # lazy set-up (library handles, workspaces) must happen before capture
+                side.synchronize()
+                graph.capture_begin(pool=self._pool, capture_error_mode="thread_local")
+                try:
+                    output = run()
+                finally:
+                    graph.capture_end()
+        finally:
+            current.wait_stream(side)
         return graph, output
 
 
@@ -119,7 +158,7 @@ class ShapeBuffers:
         self.rotary = [(cos.clone(), sin.clone()) for cos, sin in rotary]
         self.condition: torch.Tensor | None = None
         self.version: object = None  # the prefix whose keys the buffers hold
-        self.graphs: dict[bool, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.graphs: dict[bool, tuple[Any, torch.Tensor]] = {}  # a CUDA graph (anything with replay())
 
     def load(
         self,

@@ -192,6 +192,11 @@ class DiffusionGemmaBackend:
         if device.type == "cpu":
             self._products_on_all_threads()
 
+    @property
+    def graphs_recorded(self) -> int:
+        """CUDA graphs recorded so far (0 where they are off)."""
+        return 0 if self._graphed_pass is None else self._graphed_pass.recorded
+
     def _products_on_all_threads(self) -> None:
         """The matrix products and attention get the caller's threads inside `_between_products` (per
         instance: the model's parameters and state_dict are unchanged). Any layout: every linear layer and

@@ -102,6 +102,56 @@ def test_graphs_are_for_gpus_only(model_dir: Path, monkeypatch: pytest.MonkeyPat
         assert not DiffusionGemmaBackend.load(str(model_dir), torch.device("cuda"), torch.float32).cuda_graphs
 
 
+class EagerCapture(GraphedCanvasPasses):
+    """The bookkeeping of GraphedCanvasPasses on a CPU: a "graph" whose replay runs the recorded pass again
+    over the same buffers into the same output tensor, as a CUDA graph's replay does."""
+
+    def _capture(self, run):  # type: ignore[no-untyped-def]
+        class Replay:
+            output = run()
+
+            def replay(self) -> None:
+                self.output.copy_(run())
+
+        return Replay(), Replay.output
+
+
+def test_graphs_are_recorded_at_a_shapes_second_fill_and_give_the_plain_pass(
+    cpu_backend: DiffusionGemmaBackend,
+) -> None:
+    """The first fill of a shape runs eagerly, the second records both passes, a keystroke in the same bucket
+    replays them with its new keys, a new bucket starts over; every step gives the plain pass's logits."""
+    backend = cpu_backend
+    passes = EagerCapture(backend._canvas_pass, backend.device, bucket=BUCKET, max_shapes=2)
+    canvas = torch.stack([tokens(12, seed=10), tokens(12, seed=11)])  # (2, 12)
+    hole = 5
+
+    def fill(cache: DiffusionGemmaKV, steps: int = 3) -> None:
+        condition = None
+        for _ in range(steps):
+            inputs = backend.canvas_inputs(cache, canvas.shape[1])
+            logits = passes(canvas, hole, condition, *inputs, cache.version)
+            torch.testing.assert_close(logits, backend.denoise(cache, canvas, hole, condition))
+            condition = logits * 2  # a stand-in for the sampler's processed logits
+
+    cache = encoded(backend, tokens(20, seed=1))
+    fill(cache)
+    assert passes.recorded == 0
+    fill(cache)
+    assert passes.recorded == 2
+    backend.extend(cache, tokens(1, seed=2), cache.length)  # a keystroke: 21 keys, the same buckets
+    fill(cache)
+    assert passes.recorded == 2
+    backend.extend(cache, tokens(20, seed=3), cache.length)  # 41 keys: the full layer's next bucket
+    fill(cache)
+    assert passes.recorded == 2  # the new shape's first fill
+    fill(cache)
+    assert passes.recorded == 4
+    cache.truncate(18)  # back to the first shape, still kept (two shapes): replayed, stale keys masked
+    fill(cache)
+    assert passes.recorded == 4
+
+
 # ---- on a GPU: the graphs themselves -------------------------------------------------------------------------
 
 
@@ -113,19 +163,27 @@ def test_graphed_steps_match_eager_ones_and_a_keystroke_records_nothing(model_di
     assert graphed.cuda_graphs
     canvas = tokens(12, seed=10)[None]
     cache = encoded(graphed, tokens(20, seed=1))
-    first = graphed.denoise(cache, canvas, 5)
-    torch.testing.assert_close(first, eager.denoise(cache, canvas, 5), rtol=1e-4, atol=1e-4)
-    second = graphed.denoise(cache, canvas, 5, first)
-    torch.testing.assert_close(second, eager.denoise(cache, canvas, 5, first), rtol=1e-4, atol=1e-4)
-    assert graphed._graphed_pass is not None and graphed._graphed_pass.recorded == 2
-    kept = first.clone()
-    graphed.denoise(cache, canvas, 5)
-    torch.testing.assert_close(first, kept)  # a replay writes the graph's buffer, not the caller's logits
 
+    def fill(steps: int = 3) -> list[torch.Tensor]:
+        """A fill's passes through the graphed backend, each checked against the eager one."""
+        out, condition = [], None
+        for _ in range(steps):
+            logits = graphed.denoise(cache, canvas, 5, condition)
+            torch.testing.assert_close(logits, eager.denoise(cache, canvas, 5, condition), rtol=1e-4, atol=1e-4)
+            out.append(logits)
+            condition = logits
+        return out
+
+    fill()
+    assert graphed.graphs_recorded == 0  # a shape's first fill runs eagerly
+    first, *_ = fill()
+    assert graphed.graphs_recorded == 2
+    kept = first.clone()
+    fill()
+    torch.testing.assert_close(first, kept)  # a replay writes the graph's buffer, not the caller's logits
     graphed.extend(cache, tokens(1, seed=2), cache.length)  # a keystroke: the same graphs, new keys copied
-    torch.testing.assert_close(graphed.denoise(cache, canvas, 5, first), eager.denoise(cache, canvas, 5, first),
-                               rtol=1e-4, atol=1e-4)
-    assert graphed._graphed_pass.recorded == 2
+    fill()
+    assert graphed.graphs_recorded == 2
 
 
 @on_a_gpu
