@@ -54,7 +54,7 @@ class GraphedCanvasPasses:
         self.record_at = record_at
         self._shapes: OrderedDict[tuple, ShapeBuffers] = OrderedDict()  # least recently used first
         self._fills: OrderedDict[tuple, int] = OrderedDict()  # fills begun per shape not yet recorded
-        self._pool: Any = None  # one memory pool for every graph (see `_record`)
+        self._pool: Any = None  # one memory pool for every graph (see `_capture`)
         self._stream: torch.cuda.Stream | None = None  # one capture stream: a new one costs new library workspaces
         self.recorded = 0  # graphs recorded so far (a test and the bench read it)
 
