@@ -190,6 +190,7 @@ class Engine:
             spread_commits=self.defaults.spread_commits,
             expand_bias=(special.expand, self.defaults.expand_logit_bias)
             if expand and special.expand is not None and self.defaults.expand_logit_bias else None,
+            commit_window=self.defaults.commit_window,
         )
 
     # ---- filling ----------------------------------------------------------------------------

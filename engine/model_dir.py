@@ -94,6 +94,10 @@ class GenerationDefaults:
     expand: bool = False
     # added to the expand token's logit while a fill may grow (< 0: a slot grows only where the model is sure)
     expand_logit_bias: float = 0.0
+    # mask noise: a step commits only among the first this many still-masked slots of the hole, left to
+    # right (semi-autoregressive), and reads only their logits; the masked slots after them wait with the keys
+    # of their last pass, and a pad there counts as the hole's end (0: any masked slot, the whole hole read)
+    commit_window: int = 0
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

@@ -150,6 +150,7 @@ class ConfidenceCommit:
         pad_logit_bias: float = 0.0,
         spread_commits: bool = False,
         expand_bias: tuple[int, float] | None = None,
+        commit_window: int = 0,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -165,6 +166,7 @@ class ConfidenceCommit:
         self.pad_logit_bias = pad_logit_bias  # added to the pad's logit: > 0 ends fills sooner
         self.spread_commits = spread_commits  # a step's k commits avoid neighbouring slots (spread_top_k)
         self.expand_bias = expand_bias  # (expand id, added to its logit): < 0 grows only where the model is sure
+        self.commit_window = commit_window  # > 0: commit among the first this many masked slots only
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -197,10 +199,22 @@ class ConfidenceCommit:
         return token, confidence
 
     def rows(self, state: HoleState) -> torch.Tensor | None:
-        """The hole slots whose logits the next update reads: (R,) ids of slots masked in any batch row."""
+        """The hole slots whose logits the next update reads: (R,) ids of slots masked in any batch row (in its
+        commit window, when there is one)."""
         if not self.masked_rows_only:
             return None
-        return (~state.committed).any(0).nonzero()[:, 0]
+        window = self._window(state.committed, state.step)
+        if state.step == 0:  # the first step reads every slot, so that pads may end the fill anywhere
+            window = None
+        return (~state.committed if window is None else window).any(0).nonzero()[:, 0]
+
+    def _window(self, committed: torch.Tensor, step: int) -> torch.Tensor | None:
+        """bool (B, S): the masked slots that step `step` may commit, each row's first `commit_window`; None:
+        every masked slot (no window, or the last step, which commits all that is left)."""
+        if self.commit_window <= 0 or step + 1 >= self.max_steps:
+            return None
+        free = ~committed
+        return free & (free.cumsum(-1) <= self.commit_window)
 
     @staticmethod
     def _spread(values: torch.Tensor, rows: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
@@ -229,12 +243,19 @@ class ConfidenceCommit:
         confidence = self._spread(confidence, rows, unread)
         free = ~state.committed
         guess = torch.where(state.committed, state.tokens, token)
+        window = self._window(state.committed, state.step)
+        # slots waiting after the window count as pads: a pad run that reaches the window's end may end the
+        # fill; in the first step every slot is read, and the pads at the hole's right end may be committed
+        # wherever they begin (it anchors the fill's end, as without a window)
+        ends = guess if window is None or state.step == 0 else guess.masked_fill(free & ~window, self.pad)
         if self.inner_pads:  # a pad may extend a pad run or sit left of committed text
-            pad_ok = right_run(state.committed | (guess == self.pad))
+            pad_ok = right_run(state.committed | (ends == self.pad))
         else:  # a pad may only extend the run at the right end
-            pad_ok = right_pad_run(guess, self.pad)
+            pad_ok = right_pad_run(ends, self.pad)
         text_ok = self._text_allowed(state)
         eligible = free & torch.where(token == self.pad, pad_ok, text_ok)
+        if window is not None:
+            eligible &= window | (token == self.pad) if state.step == 0 else window
         last_step = state.step + 1 >= self.max_steps
 
         score = torch.where(eligible, confidence, torch.full_like(confidence, -math.inf))
@@ -251,7 +272,7 @@ class ConfidenceCommit:
             text_conf, text_token = torch.softmax(text_logits, -1).max(-1)
             text_conf = self._spread(text_conf, rows, unread)
             text_token = self._spread(text_token, rows, state.tokens)
-            allowed = free & text_ok
+            allowed = free & text_ok & (True if window is None else window)
             allowed = torch.where(allowed.any(-1, keepdim=True), allowed, free)  # never stuck twice
             best = torch.where(allowed, text_conf, torch.full_like(text_conf, -math.inf)).argmax(-1)  # (B,)
             batch_rows = stuck.nonzero()[:, 0]

@@ -579,3 +579,32 @@ def test_a_grown_hole_keeps_the_tokens_per_step_over_its_masked_slots(
     steer_expand(engine, monkeypatch, calls=1)
     steps_seen = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=12, steps=steps, fit_length=True)))
     assert steps_seen[-1].done and steps_seen[-1].slots == 7 and len(steps_seen) == refinements
+
+
+@pytest.mark.parametrize("kept_keys", [False, True], ids=["every-slot", "kept-hole-keys"])
+def test_a_commit_window_fills_a_large_hole_left_to_right(engine: Engine, kept_keys: bool) -> None:
+    """With commit_window, text is committed only among the first masked slots, so the committed text of every
+    refinement but the first (which reads every slot and may end the fill with pads) grows from the left."""
+    engine.defaults = replace(engine.defaults, commit_window=4, masked_rows_only=True, fit_length=False,
+                              suffix_refresh_steps=0 if kept_keys else 1, hole_refresh_steps=0 if kept_keys else 1)
+    seen: list[torch.Tensor] = []
+    original = engine.make_sampler
+
+    def recording(*args, **kwargs):  # the sampler's states, to read which slots each step committed
+        sampler = original(*args, **kwargs)
+        update = sampler.update
+
+        def update_and_keep(state, logits, rows=None):
+            new = update(state, logits, rows)
+            seen.append(new.committed[0] & (new.tokens[0] != engine.tokenizer.special.pad))
+            return new
+
+        sampler.update = update_and_keep
+        return sampler
+
+    engine.make_sampler = recording
+    steps = list(engine.infill(InfillRequest(PREFIX, SUFFIX, max_tokens=24, steps=6, cache_key="window")))
+    assert steps[-1].done and len(seen) == len(steps)
+    for text in seen[1:-1]:  # the last step commits whatever is left, anywhere
+        masked_before_text = (~text).cumsum(0)[text]
+        assert (masked_before_text <= 4).all(), "text only among the first masked slots"

@@ -333,3 +333,45 @@ def test_a_negative_expand_bias_keeps_only_the_slots_sure_of_expand() -> None:
     biased = ConfidenceCommit(MASK, PAD, [MASK], 1, 0.0, torch.Generator().manual_seed(0), expand_bias=(EXPAND, -3.0))
     tokens = biased.update(biased.start(1, 2, torch.device("cpu")), logits).tokens.tolist()[0]
     assert tokens[0] == EXPAND and tokens[1] != EXPAND
+
+
+def window_sampler(steps: int, window: int) -> ConfidenceCommit:
+    return ConfidenceCommit(MASK, PAD, [MASK], steps, 0.0, torch.Generator().manual_seed(0),
+                            masked_rows_only=True, commit_window=window)
+
+
+def test_a_commit_window_takes_text_from_the_first_masked_slots_and_pads_from_the_end() -> None:
+    """The first step reads every slot: text only in the window, the certain pads at the hole's right end
+    anywhere (the fill's end is anchored as without a window). Later steps read the window alone."""
+    sampler = window_sampler(steps=3, window=2)
+    state = sampler.start(1, 6, torch.device("cpu"))
+    assert sampler.rows(state).tolist() == [0, 1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    # slots 2 and 3 are surer than the window's, but wait: k = 2 goes to the window, the pads go beyond k
+    state = sampler.update(state, peaked([5, 6, 7, 4, PAD, PAD], [0.95, 0.96, 0.99, 0.99, 0.92, 0.93]))
+    assert state.committed.tolist() == [[True, True, False, False, True, True]]
+    assert state.tokens.tolist() == [[5, 6, MASK, MASK, PAD, PAD]]
+    rows = sampler.rows(state)
+    assert rows is not None and rows.tolist() == [2, 3]  # the window moved right
+
+
+def test_the_last_step_of_a_windowed_fill_reads_and_commits_every_masked_slot() -> None:
+    sampler = window_sampler(steps=2, window=2)
+    # k = 3, but only the window's two slots may take text
+    state = sampler.update(sampler.start(1, 5, torch.device("cpu")), peaked([5, 6, 7, 4, 5], [0.9] * 5))
+    assert state.committed.tolist() == [[True, True, False, False, False]]
+    rows = sampler.rows(state)
+    assert rows is not None and rows.tolist() == [2, 3, 4]
+    state = sampler.update(state, peaked([7, 4, PAD], [0.5, 0.5, 0.9]), rows)
+    assert state.done and state.tokens.tolist() == [[5, 6, 7, 4, PAD]]
+
+
+def test_a_pad_run_that_reaches_the_window_end_may_end_the_fill() -> None:
+    """After the first step, slots waiting after the window count as pads: certain pads at the window's end
+    are committed although the slots after them were not read."""
+    sampler = window_sampler(steps=7, window=3)  # k = 1 a step
+    state = sampler.update(sampler.start(1, 7, torch.device("cpu")), peaked([5] * 7, [0.99] + [0.3] * 6))
+    rows = sampler.rows(state)
+    assert rows is not None and rows.tolist() == [1, 2, 3]
+    state = sampler.update(state, peaked([6, PAD, PAD], [0.5, 0.97, 0.99]), rows)
+    assert state.committed[0].tolist() == [True, False, True, True, False, False, False]
+    assert state.tokens[0, 2:4].tolist() == [PAD, PAD]
