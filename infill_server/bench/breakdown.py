@@ -128,11 +128,14 @@ def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -
 
 
 DECODING_VARIANTS = {
-    "exact": {"suffix_refresh_steps": 1, "commit_confidence": 1.0},  # suffix head every step, k slots a step
-    "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0, "suffix_head_across_fills": False},
+    # suffix head every step, k slots a step anywhere in the hole
+    "exact": {"suffix_refresh_steps": 1, "commit_confidence": 1.0, "commit_window": 0},
+    "suffix head kept": {"suffix_refresh_steps": 0, "commit_confidence": 1.0, "suffix_head_across_fills": False,
+                         "commit_window": 0},
     "kept within a fill": {"suffix_head_across_fills": False},  # the shipped defaults but for the next one
     # session 2's defaults: every hole slot runs every step, the LM head over all of them
-    "hole every step": {"masked_rows_only": False, "hole_refresh_steps": 1},
+    "hole every step": {"masked_rows_only": False, "hole_refresh_steps": 1, "commit_window": 0},
+    "no commit window": {"commit_window": 0},  # the shipped defaults before session 14
     "shipped": {},  # generation_config.json as it is (the suffix head also kept across a document's fills)
 }
 
