@@ -5,6 +5,8 @@ torch parallelises any element-wise operation over 32K elements: on a small CPU 
 the work (docs/BENCHMARKS.md, session 5). Inside `one_thread_between_products` a pass runs on one thread,
 except the kernels wrapped by `all_threads` (matrix products, attention), which get the caller's threads.
 `torch.set_num_threads` is per calling thread and costs ~0.1 us, cheap enough around every product.
+Where even the products are faster on one thread (small products on a fast CPU, `cheaper_on_one_thread`
+times it), `one_thread` runs a whole pass there.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ def one_thread_between_products() -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
         _threads.saved = None
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the enclosed work wholly on one thread, the kernels wrapped by `all_threads` too."""
+    threads, saved = torch.get_num_threads(), getattr(_threads, "saved", None)
+    _threads.saved = None  # `all_threads` then leaves its kernel on the thread count set here
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        _threads.saved = saved
 
 
 def all_threads(kernel: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -64,14 +79,14 @@ def products_on_all_threads(modules: list[torch.nn.Module]) -> None:
 
 
 def cheaper_on_one_thread(run: Callable[[], object], repeats: int = 5) -> bool:
-    """Whether `run` (a compiled pass, whose products and fused kernels cannot switch threads in between)
-    is at least as fast wholly on one thread as on the caller's threads: the best of `repeats` timings of
+    """Whether `run` (a pass) is at least as fast wholly on one thread as on the caller's threads: the best of `repeats` timings of
     each, interleaved, so that a busy neighbour delays single runs, rarely all of one side; a first round of
     each, untimed, compiles (compiled code is specialised to its thread count).
 
-    A small model's canvas pass is: waking a sleeping second thread for each of its kernels costs more than
-    the thread saves (the bench's DiffusionGemma checkpoint, width 256: 2.8 ms against 4.8 a pass); a wide
-    model's products are not."""
+    A small model's canvas pass often is: waking a sleeping second thread for each of its kernels costs more
+    than the thread saves (the bench's DiffusionGemma checkpoint, width 256: 2.8 ms against 4.8 a pass; the
+    shipped model's bf16 steps on a CPU with AMX), while slower products gain from a second core (the shipped
+    model's float16-weight steps on an AVX2 CPU: 33 ms against 42 on one thread)."""
     threads = torch.get_num_threads()
     if threads == 1:
         return True

@@ -6,7 +6,8 @@ LM head keep float16 weights and sum in float32 (fbgemm), and attention runs in 
 (engine/backends/precision.py). Norms and the residual stream stay float32, as under the bf16 autocast the
 model trained with. $DGEM_INFILL_DTYPE (float32 | bfloat16 | float16 | auto) overrides the choice.
 On a CPU the denoising passes run between their products on one thread, with bf16 weights packed for oneDNN
-(engine/backends/cpu_kernels.py).
+(engine/backends/cpu_kernels.py); where a timing at load finds a whole pass no slower on one thread, the
+products run there too (`warm_up`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 import torch
 
 from engine.backends.cpu_kernels import use_cpu_kernels
-from engine.backends.cpu_threads import one_thread_between_products
+from engine.backends.cpu_threads import cheaper_on_one_thread, one_thread, one_thread_between_products
 from engine.backends.precision import chosen_dtype
 from engine.model_dir import load_state_dict, read_json
 from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
 from engine.types import ModelLoadError
+
+SMALL_PASS_TOKENS = 64  # an extend of at most this many tokens runs as a denoising step does (`pass_threads`)
 
 
 class NativeBackend:
@@ -33,6 +36,7 @@ class NativeBackend:
         self.vocab_size = model.cfg.vocab_size
         self.dtype = model.embed.weight.dtype  # the matrix products' (and so the key/value caches')
         self.products = str(self.dtype).removeprefix("torch.")  # what ModelInfo.dtype reports
+        self.passes_on_one_thread = False  # a CPU's denoising and scoring passes, products too (`warm_up`)
 
     @classmethod
     def load(cls, model_dir: Path, device: torch.device, dtype: str | None = None) -> NativeBackend:
@@ -66,15 +70,43 @@ class NativeBackend:
             backend.products = "float16"  # weights only: inputs, sums and caches are float32
         return backend
 
+    def warm_up(self, prefix_tokens: int = 256, hole: int = 16, suffix_tokens: int = 64) -> None:
+        """On a CPU with several threads, time the passes of a short fill (one over hole and suffix head, then
+        four over fewer and fewer hole slots) on one thread and on all, and keep the faster. Single passes
+        timed back to back mislead: between a fill's passes the second thread falls asleep, and waking it for
+        each product is what costs. On a CPU with AMX the shipped model's bf16 fills are 1.2-1.3x faster
+        on one thread; on an AVX2 one its float16-weight steps are 1.3x faster on two (docs/BENCHMARKS.md,
+        session 15). Random ids: speed does not depend on the values. About 0.4 s with the shipped model."""
+        self.passes_on_one_thread = False  # products on every thread while the other way is timed
+        if self.device.type != "cpu" or torch.get_num_threads() == 1:
+            return
+        ids = torch.randint(0, self.vocab_size, (prefix_tokens + hole + suffix_tokens,),
+                            generator=torch.Generator().manual_seed(0))
+        cache = self.new_cache()
+        self.extend(cache, ids[:prefix_tokens], 0)
+        canvas = ids[None, prefix_tokens:]  # (1, hole + suffix)
+
+        def short_fill() -> None:
+            tail = self.new_tail()
+            self.denoise(cache, canvas, hole, tail=tail)
+            for masked in range(hole, 0, -max(1, hole // 4)):
+                self.denoise(cache, canvas, hole, tail=tail, rows=torch.arange(masked))
+
+        self.passes_on_one_thread = cheaper_on_one_thread(short_fill, repeats=2)
+
     def new_cache(self) -> NativeKV:
         return NativeKV(self.model.cfg, self.device, self.dtype)
 
     def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
-        self.model.extend(cache, ids.to(self.device), start)
+        # a few tokens (typing) make a pass as small as a denoising step's; a new document's many, products
+        # large enough for every thread
+        threads = self.pass_threads() if ids.shape[0] <= SMALL_PASS_TOKENS else nullcontext()
+        with threads:
+            self.model.extend(cache, ids.to(self.device), start)
 
     def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) after the cached prefix ending in token `last` -> their log-probabilities (B, T)."""
-        with self._between_products():
+        with self.pass_threads():
             return self.model.continuation_logprobs(cache, last, ids.to(self.device))
 
     def new_tail(self) -> TailKV:
@@ -96,10 +128,14 @@ class NativeBackend:
     ) -> torch.Tensor:
         # the native network has no self-conditioning input
         rows = None if rows is None else rows.to(self.device)
-        with self._between_products():
+        with self.pass_threads():
             logits = self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache, hole_lengths)
         return logits.float()
 
-    def _between_products(self) -> AbstractContextManager[None]:
-        """One thread between the products on a CPU (where waking sleeping threads costs more than it gains)."""
-        return one_thread_between_products() if self.device.type == "cpu" else nullcontext()
+    def pass_threads(self) -> AbstractContextManager[None]:
+        """The threads of a small pass (a denoising step, a keystroke's extend, a scoring pass) on a CPU: one
+        between the products (where waking sleeping threads costs more than it gains), or one for the whole
+        pass where `warm_up` found that no slower."""
+        if self.device.type != "cpu":
+            return nullcontext()
+        return one_thread() if self.passes_on_one_thread else one_thread_between_products()

@@ -9,7 +9,6 @@ canvas, the number of CPU threads, and float32 against bf16 matrix products.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import torch
@@ -106,25 +105,32 @@ def suffix_head_variants(engine: Engine, doc: Document, slots: int, budget: Budg
                                     "ratio_to_longest": round(samples[head].p50 / base, 3)} for head in heads}
 
 
-def thread_variants(engine: Engine, doc: Document, slots: int, budget: Budget) -> dict:
-    """Denoising-step time with 1 thread and with all of torch's threads, interleaved."""
+def thread_variants(engine: Engine, doc: Document, slots: dict[str, int], budget: Budget) -> dict:
+    """Warm-cache final latency of fills with the passes wholly on one thread and with the products on all of
+    torch's threads, interleaved, and which way the backend took at load (NativeBackend.warm_up); {} where
+    the backend has no such choice (a GPU, another backend)."""
     backend = engine.backend
-    cache = backend.new_cache()
-    backend.extend(cache, torch.tensor(engine.prefix_ids(doc.prefix), dtype=torch.long), 0)
-    suffix = engine.suffix_ids(doc.suffix)
-    canvas = torch.tensor([[engine.tokenizer.special.mask or 0] * slots + suffix], device=backend.device)  # (1, C)
-    default = torch.get_num_threads()
-    counts = sorted({1, default, os.cpu_count() or 1})  # 1 thread against every core, whatever --threads says
-    samples = {count: Samples() for count in counts}
+    if engine.info.device != "cpu" or not hasattr(backend, "passes_on_one_thread"):
+        return {}
+    chosen = backend.passes_on_one_thread
+    ways = {"one_thread": True, "products_on_all_threads": False}
+    samples = {(way, kind): Samples() for way in ways for kind in slots}
     another = budget.runs()
     try:
         while another():
-            for count in counts:
-                torch.set_num_threads(count)
-                samples[count].add(repeat(lambda: backend.denoise(cache, canvas, slots), Budget(1, 1, 0), 1).p50)
+            for (way, kind), bucket in samples.items():
+                backend.passes_on_one_thread = ways[way]
+                request = service_request(engine, doc.prefix, doc.suffix, slots[kind], None, "threads")
+                bucket.add(timed_fill(engine, request)[1])
     finally:
-        torch.set_num_threads(default)
-    return {f"threads_{count}": {"step_ms_p50": round(samples[count].p50, 2)} for count in counts}
+        backend.passes_on_one_thread = chosen
+    out: dict = {"chosen_at_load": "one_thread" if chosen else "products_on_all_threads",
+                 "threads": torch.get_num_threads()}
+    for kind in slots:
+        one, split = samples[("one_thread", kind)].p50, samples[("products_on_all_threads", kind)].p50
+        out[kind] = {"one_thread_ms_p50": round(one, 1), "products_on_all_threads_ms_p50": round(split, 1),
+                     "speedup_one_thread": round(split / one, 3)}
+    return out
 
 
 DECODING_VARIANTS = {

@@ -148,7 +148,8 @@ class GreedyDecoder:
 
     @torch.inference_mode()
     def decode(self, tokens: int, stop_at_newline: bool = False) -> tuple[list[int], float]:
-        """Greedy tokens after the cached prefix -> (ids, ms to the first token)."""
+        """Greedy tokens after the cached prefix -> (ids, ms to the first token). Each token's pass takes the
+        threads of the engine's own small passes (NativeBackend.pass_threads): both sides on the same footing."""
         self.cache.truncate(self.prefix_length)
         special = self.engine.tokenizer.special
         forbidden = torch.tensor([t for t in (special.mask, special.bos, special.pad) if t is not None])
@@ -156,18 +157,19 @@ class GreedyDecoder:
         out: list[int] = []
         first_ms = 0.0
         begin = time.perf_counter()
-        for position in range(self.prefix_length, self.prefix_length + tokens):
-            logits = self.model.logits(hidden[:, -1]).float()  # (1, V)
-            logits[:, forbidden] = -torch.inf
-            token = int(logits.argmax(-1))
-            if not out:
-                first_ms = (time.perf_counter() - begin) * 1000
-            out.append(token)
-            if token == special.eos or (stop_at_newline and "\n" in self.engine.tokenizer.decode([token])):
-                break
-            if len(out) < tokens:
-                ids = torch.tensor([token], device=self.engine.backend.device)  # (1,)
-                hidden = self.model.extend(self.cache, ids, position)  # (1, 1, D)
+        with self.engine.backend.pass_threads():
+            for position in range(self.prefix_length, self.prefix_length + tokens):
+                logits = self.model.logits(hidden[:, -1]).float()  # (1, V)
+                logits[:, forbidden] = -torch.inf
+                token = int(logits.argmax(-1))
+                if not out:
+                    first_ms = (time.perf_counter() - begin) * 1000
+                out.append(token)
+                if token == special.eos or (stop_at_newline and "\n" in self.engine.tokenizer.decode([token])):
+                    break
+                if len(out) < tokens:
+                    ids = torch.tensor([token], device=self.engine.backend.device)  # (1,)
+                    hidden = self.model.extend(self.cache, ids, position)  # (1, 1, D)
         return out, first_ms
 
 

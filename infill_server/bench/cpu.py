@@ -130,7 +130,8 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
             "decoding": decoding_variants(engine, doc, {"single_line": single_slots, "multi_line": multi_slots},
                                           plan.ratio),
             "suffix_head": suffix_head_variants(engine, doc, single_slots, plan.parts),
-            "threads": thread_variants(engine, doc, single_slots, plan.parts),
+            "threads": thread_variants(engine, doc, {"single_line": single_slots, "multi_line": multi_slots},
+                                       plan.ratio),
         }
     if plan.dtypes and engine.info.backend == "dgem_native" and engine.info.device == "cpu":
         results["dtypes"] = dtype_variants(engine, doc, {"single_line": single_slots, "multi_line": multi_slots},

@@ -43,6 +43,13 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
                 for name, v in by_name.items()
             )
         )
+    threads = variants.pop("threads", {})
+    for kind in ("single_line", "multi_line"):
+        if kind in threads:
+            way = threads[kind]
+            print(f"  threads ({kind}, warm, interleaved): passes on one thread {way['one_thread_ms_p50']:.1f}ms, "
+                  f"products on {threads['threads']} threads {way['products_on_all_threads_ms_p50']:.1f}ms "
+                  f"(one thread x{way['speedup_one_thread']:.2f}; chosen at load: {threads['chosen_at_load']})")
     for name, variant in variants.items():
         print(
             f"  {name}: "

@@ -35,6 +35,8 @@ def test_quick_bench_prints_a_table_and_ends_with_the_json_line(
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["vs_reference"]["steps"]["reference"] == results["vs_reference"]["steps"]["engine"]
     assert any(line.startswith("  matrix products (multi_line, warm, interleaved): float32") for line in lines)
+    assert any(line.startswith("  threads (multi_line, warm, interleaved): passes on one thread") for line in lines)
+    assert results["variants"]["threads"]["chosen_at_load"] in {"one_thread", "products_on_all_threads"}
     assert set(results["dtypes"]["single_line"]) == {"float32", "float16", "bfloat16", "speedup_final"}
     assert set(results["dtypes"]["multi_line"]["speedup_final"]) == {"float16", "bfloat16"}
     assert {path.name for path in tmp_path.glob("bench-*.png")} == {

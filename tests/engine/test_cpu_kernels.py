@@ -10,7 +10,12 @@ import torch
 
 from engine import Engine
 from engine.backends.cpu_kernels import packing_works
-from engine.backends.cpu_threads import all_threads, cheaper_on_one_thread, one_thread_between_products
+from engine.backends.cpu_threads import (
+    all_threads,
+    cheaper_on_one_thread,
+    one_thread,
+    one_thread_between_products,
+)
 from engine.native import NativeModel
 
 
@@ -66,6 +71,42 @@ def test_products_get_the_callers_threads_and_the_rest_one() -> None:
             in_product = count()
             assert torch.get_num_threads() == 1  # back to one after the product
         assert (inside, in_product, torch.get_num_threads(), count()) == (1, 2, 2, 2)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_thread_keeps_products_there_too_and_restores_the_count_and_the_split() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        count = all_threads(torch.get_num_threads)
+        with one_thread():
+            assert (torch.get_num_threads(), count()) == (1, 1)
+        with one_thread_between_products():
+            with one_thread():  # nested in the split: wholly on one thread, then the split as it was
+                assert count() == 1
+            assert count() == 2
+        assert (torch.get_num_threads(), count()) == (2, 2)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_backend_times_its_passes_at_load_and_either_choice_gives_the_same_logits(tiny_model_dir: Path) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = Engine.load(tiny_model_dir, device="cpu", dtype="float32")  # warm_up times both
+        backend = engine.backend
+        assert isinstance(backend.passes_on_one_thread, bool) and torch.get_num_threads() == 2
+        logits = {}
+        for flag in (False, True):
+            backend.passes_on_one_thread = flag
+            cache = backend.new_cache()
+            backend.extend(cache, torch.tensor(engine.prefix_ids("def add(a, b):\n    return ")), 0)
+            canvas = torch.tensor([[engine.tokenizer.special.mask] * 4 + engine.tokenizer.encode("\n")])
+            logits[flag] = backend.denoise(cache, canvas, 4)
+            assert torch.get_num_threads() == 2
+        torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
     finally:
         torch.set_num_threads(before)
 
