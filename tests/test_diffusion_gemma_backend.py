@@ -460,6 +460,7 @@ def test_auto_dtype_follows_the_timing_and_the_override_wins(
     from engine.backends import precision
 
     cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_reports_native_bf16", lambda: False)  # a CPU that asks the timing
     for timed in (torch.bfloat16, torch.float32):
         monkeypatch.setattr(precision, "cpu_matmul_dtype", lambda dim, ffn_dim, timed=timed: timed)
         monkeypatch.delenv(precision.DTYPE_ENV, raising=False)
@@ -468,6 +469,9 @@ def test_auto_dtype_follows_the_timing_and_the_override_wins(
         monkeypatch.setenv(precision.DTYPE_ENV, other)
         assert DiffusionGemmaBackend.load(str(model_dir), cpu).model.dtype == precision.DTYPES[other]
         assert DiffusionGemmaBackend.load(str(model_dir), cpu, "auto").model.dtype == timed
+    monkeypatch.setattr(precision, "cpu_reports_native_bf16", lambda: True)  # AVX512-BF16 or AMX: no timing
+    monkeypatch.delenv(precision.DTYPE_ENV, raising=False)
+    assert DiffusionGemmaBackend.load(str(model_dir), cpu).model.dtype == torch.bfloat16
 
 
 def test_bf16_model_runs_whole_in_bf16_and_returns_float32_logits(model_dir: Path) -> None:
