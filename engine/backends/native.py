@@ -24,7 +24,10 @@ from engine.model_dir import load_state_dict, read_json
 from engine.native import HoleKV, NativeConfig, NativeKV, NativeModel, TailKV
 from engine.types import ModelLoadError
 
-SMALL_PASS_TOKENS = 64  # an extend of at most this many tokens runs as a denoising step does (`pass_threads`)
+# an extend of at most this many tokens runs on a denoising step's threads (`pass_threads`); timed on a CPU
+# with AMX, a whole extend on one thread beats one with its products on both up to ~384 tokens (27 against
+# 31 ms at 257) and loses from ~512 on (docs/BENCHMARKS.md, session 15)
+SMALL_PASS_TOKENS = 256
 
 
 class NativeBackend:
@@ -98,10 +101,9 @@ class NativeBackend:
         return NativeKV(self.model.cfg, self.device, self.dtype)
 
     def extend(self, cache: NativeKV, ids: torch.Tensor, start: int) -> None:
-        # a few tokens (typing) make a pass as small as a denoising step's; a new document's many, products
-        # large enough for every thread
-        threads = self.pass_threads() if ids.shape[0] <= SMALL_PASS_TOKENS else nullcontext()
-        with threads:
+        # typing makes a pass as small as a denoising step's; a new document's longer prefix has products
+        # large enough for every thread, and its other work still runs on one
+        with self.pass_threads(small=ids.shape[0] <= SMALL_PASS_TOKENS):
             self.model.extend(cache, ids.to(self.device), start)
 
     def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
@@ -132,10 +134,11 @@ class NativeBackend:
             logits = self.model.denoise(cache, canvas.to(self.device), hole, tail, rows, hole_cache, hole_lengths)
         return logits.float()
 
-    def pass_threads(self) -> AbstractContextManager[None]:
-        """The threads of a small pass (a denoising step, a keystroke's extend, a scoring pass) on a CPU: one
-        between the products (where waking sleeping threads costs more than it gains), or one for the whole
-        pass where `warm_up` found that no slower."""
+    def pass_threads(self, small: bool = True) -> AbstractContextManager[None]:
+        """The threads of a pass on a CPU: one between the products (where waking sleeping threads costs more
+        than it gains), or, for a small pass (a denoising step, a keystroke's extend, a scoring pass), one for
+        the whole pass where `warm_up` found that no slower. Measured on a 257-token extend: 46 ms with every
+        operation on both threads, 31 with the products only, 27 wholly on one (AMX)."""
         if self.device.type != "cpu":
             return nullcontext()
-        return one_thread() if self.passes_on_one_thread else one_thread_between_products()
+        return one_thread() if small and self.passes_on_one_thread else one_thread_between_products()
