@@ -79,9 +79,9 @@ def products_on_all_threads(modules: list[torch.nn.Module]) -> None:
 
 
 def cheaper_on_one_thread(run: Callable[[], object], repeats: int = 5) -> bool:
-    """Whether `run` (a pass) is at least as fast wholly on one thread as on the caller's threads: the best of `repeats` timings of
-    each, interleaved, so that a busy neighbour delays single runs, rarely all of one side; a first round of
-    each, untimed, compiles (compiled code is specialised to its thread count).
+    """Whether `run` (a pass, or several) is at least as fast wholly on one thread as on the caller's threads:
+    the best of `repeats` timings of each, interleaved, so that a busy neighbour delays single runs, rarely all
+    of one side; a first round of each, untimed, compiles (compiled code is specialised to its thread count).
 
     A small model's canvas pass often is: waking a sleeping second thread for each of its kernels costs more
     than the thread saves (the bench's DiffusionGemma checkpoint, width 256: 2.8 ms against 4.8 a pass; the
