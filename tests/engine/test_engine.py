@@ -342,38 +342,35 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
     batched = engine_module.denoise_hole
     rows: list[list[int]] = []
-    first_passes: list[torch.Tensor] = []
 
     def keep_rows(denoiser, sampler, start, cancel=None):
         for state in batched(denoiser, sampler, start, cancel):
             yield state
         rows.extend(state.tokens.tolist())
 
+    passes: list[torch.Tensor] = []  # the logits of every pass of the fill under way
     denoise = engine.backend.denoise
 
-    def keep_first_pass(cache, canvas, hole, *args, **kwargs):
-        logits = denoise(cache, canvas, hole, *args, **kwargs)
-        if kwargs.get("rows") is None and not first_passes_done[0]:
-            first_passes.append(logits)
-            first_passes_done[0] = True
-        return logits
+    def keep_passes(*args, **kwargs):
+        passes.append(denoise(*args, **kwargs))
+        return passes[-1]
 
-    first_passes_done = [False]
     monkeypatch.setattr(engine_module, "denoise_hole", keep_rows)
-    monkeypatch.setattr(engine.backend, "denoise", keep_first_pass)
+    monkeypatch.setattr(engine.backend, "denoise", keep_passes)
     prefix = engine.prefix_ids(PREFIX)
     cache = engine.prefix_cache.sync("doc", prefix)
     sizes = [5, 7, 9]
     states = list(engine._fill_at_sizes(cache, torch.tensor(engine.suffix_ids(SUFFIX)), 7, sizes, 5,
                                         InfillRequest(PREFIX, SUFFIX), None, prefix[-1], "score"))
-    assert states[-1][1] and len(rows) == len(sizes) and first_passes[0].shape[0] == len(sizes)
+    batched_first = passes[0]  # (sizes, widest hole, V)
+    assert states[-1][1] and len(rows) == len(sizes) and batched_first.shape[0] == len(sizes)
     monkeypatch.setattr(engine_module, "denoise_hole", batched)
+    tolerance = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 0.05, "atol": 0.05}
     for index, (size, row) in enumerate(zip(sizes, rows, strict=True)):
-        first_passes_done[0] = False
+        passes.clear()
         alone = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=size, steps=5, fit_length=False))
         assert alone is not None
-        torch.testing.assert_close(first_passes[index + 1][0], first_passes[0][index, :size],
-                                   **({"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 0.05, "atol": 0.05}))
+        torch.testing.assert_close(passes[0][0], batched_first[index, :size], **tolerance)
         if dtype == "float32":
             assert engine.tokenizer.decode(row[:size]) == alone.text, f"size {size}"
 
