@@ -336,7 +336,7 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     """Each row of the batch (dead slots after its hole, its suffix head right after it) fills as a fill
     at that size alone: the same first pass over its hole and, in float32, the same committed text. A bf16
     product may sum a batch of rows in another order than one row (oneDNN's AMX kernels do), and a random
-    model's near-tied tokens then commit differently: there the first pass is compared, within bf16 noise."""
+    model's near-tied tokens then commit differently: there the first passes are compared, within bf16 noise."""
     import engine.engine as engine_module
 
     engine = Engine.load(tiny_model_dir, device="cpu", dtype=dtype)
@@ -365,7 +365,8 @@ def test_a_batched_fill_at_several_sizes_gives_each_size_its_own_fill(
     batched_first = passes[0]  # (sizes, widest hole, V)
     assert states[-1][1] and len(rows) == len(sizes) and batched_first.shape[0] == len(sizes)
     monkeypatch.setattr(engine_module, "denoise_hole", batched)
-    tolerance = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 0.05, "atol": 0.05}
+    # bf16: 0.002 apart here; a suffix head read at the widest row's positions is 0.03 apart
+    tolerance = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1.6e-2, "atol": 4e-3}
     for index, (size, row) in enumerate(zip(sizes, rows, strict=True)):
         passes.clear()
         alone = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=size, steps=5, fit_length=False))
