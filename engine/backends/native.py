@@ -73,13 +73,14 @@ class NativeBackend:
             backend.products = "float16"  # weights only: inputs, sums and caches are float32
         return backend
 
-    def warm_up(self, prefix_tokens: int = 256, hole: int = 16, suffix_tokens: int = 64) -> None:
-        """On a CPU with several threads, time the passes of a short fill (one over hole and suffix head, then
-        four over fewer and fewer hole slots) on one thread and on all, and keep the faster. Single passes
-        timed back to back mislead: between a fill's passes the second thread falls asleep, and waking it for
-        each product is what costs. On a CPU with AMX the shipped model's bf16 fills are 1.2-1.3x faster
-        on one thread; on an AVX2 one its float16-weight steps are 1.3x faster on two (docs/BENCHMARKS.md,
-        session 15). Random ids: speed does not depend on the values. About 0.4 s with the shipped model."""
+    def warm_up(self, prefix_tokens: int = 256, hole: int = 64, rows: int = 16, suffix_tokens: int = 64) -> None:
+        """On a CPU with several threads, time the passes of the start of a multi-line fill (one over hole and
+        suffix head, then four over `rows` hole slots, as a commit window reads them) on one thread and on
+        all, and keep the faster. Single passes timed back to back mislead: between a fill's passes the second
+        thread falls asleep, and waking it for each product is what costs. A single line's passes misled too,
+        on an AVX2 CPU (two threads 5% faster, and one picked in 2 of 3 loads). Here these passes take 1.2-1.3x
+        longer on two threads with AMX and 0.8x as long on AVX2 (docs/BENCHMARKS.md, session 15). Random ids:
+        speed does not depend on the values. 0.5-1 s with the shipped model."""
         self.passes_on_one_thread = False  # products on every thread while the other way is timed
         if self.device.type != "cpu" or torch.get_num_threads() == 1:
             return
@@ -88,14 +89,15 @@ class NativeBackend:
         cache = self.new_cache()
         self.extend(cache, ids[:prefix_tokens], 0)
         canvas = ids[None, prefix_tokens:]  # (1, hole + suffix)
+        window = torch.arange(min(rows, hole))
 
-        def short_fill() -> None:
+        def fill_start() -> None:
             tail = self.new_tail()
             self.denoise(cache, canvas, hole, tail=tail)
-            for masked in range(hole, 0, -max(1, hole // 4)):
-                self.denoise(cache, canvas, hole, tail=tail, rows=torch.arange(masked))
+            for _ in range(4):
+                self.denoise(cache, canvas, hole, tail=tail, rows=window)
 
-        self.passes_on_one_thread = cheaper_on_one_thread(short_fill, repeats=2)
+        self.passes_on_one_thread = cheaper_on_one_thread(fill_start, repeats=2)
 
     def new_cache(self) -> NativeKV:
         return NativeKV(self.model.cfg, self.device, self.dtype)
