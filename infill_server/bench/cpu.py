@@ -91,6 +91,7 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     else:
         model_source = str(write_shaped_native_model(work / "shaped-native"))
     engine = Engine.load(model_source, config.device)
+    one_thread = getattr(engine.backend, "passes_on_one_thread", None)  # the native backend's, timed at load
     model_label = "shipped model" if shipped else ("--model " + str(config.model) if config.model else
                                                     "random weights of the shipped shape (NativeConfig())")
     steps = getattr(args, "steps", None)
@@ -98,7 +99,8 @@ def run_cpu_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     multi_slots = engine.defaults.multiline_slots
     results: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": engine.info.device, "dtype": engine.info.dtype},
+                    "torch": torch.__version__, "device": engine.info.device, "dtype": engine.info.dtype,
+                    "small_passes_on_one_thread": one_thread if engine.info.device == "cpu" else None},
         "model": {"label": model_label, "parameters": engine.info.parameters,
                   "max_prefix_tokens": engine.info.max_prefix_tokens, "canvas_length": engine.info.canvas_length},
         "mode": "smoke" if getattr(args, "smoke", False) else ("quick" if getattr(args, "quick", False) else "full"),

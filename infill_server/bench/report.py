@@ -14,6 +14,8 @@ def print_table(results: dict, cases: list[CaseResult]) -> None:
         f"dgem-infill bench ({results['mode']}): {model['label']}, {model['parameters'] / 1e6:.1f}M parameters, "
         f"{machine['device']} with {machine['threads']} threads, torch {machine['torch']}, "
         f"{machine.get('dtype', 'float32')} matrix products"
+        + {True: ", small passes on one thread", False: ", small passes' products on every thread", None: ""}[
+            machine.get("small_passes_on_one_thread")]
     )
     print(
         f"{'case':<28} {'first p50':>10} {'first p90':>10} {'final p50':>10} {'final p90':>10} "

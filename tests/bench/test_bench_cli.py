@@ -37,6 +37,7 @@ def test_quick_bench_prints_a_table_and_ends_with_the_json_line(
     assert any(line.startswith("  matrix products (multi_line, warm, interleaved): float32") for line in lines)
     assert any(line.startswith("  threads (multi_line, warm, interleaved): passes on one thread") for line in lines)
     assert results["variants"]["threads"]["chosen_at_load"] in {"one_thread", "products_on_all_threads"}
+    assert isinstance(results["machine"]["small_passes_on_one_thread"], bool)
     assert set(results["dtypes"]["single_line"]) == {"float32", "float16", "bfloat16", "speedup_final"}
     assert set(results["dtypes"]["multi_line"]["speedup_final"]) == {"float16", "bfloat16"}
     assert {path.name for path in tmp_path.glob("bench-*.png")} == {
