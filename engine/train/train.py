@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from engine.native import NativeConfig, NativeModel
 from engine.train.corpus import load_split
 from engine.train.examples import SPARE_DRAWS, FimStream, Layout, Texts, fixed_batches
+from engine.train.grow import grown_state
 from engine.train.heldout import held_out_losses
 from engine.train.objective import draw_noise, losses, use_table_rotary
 from engine.train.quantize import dequantize_int8, load_sharded
@@ -105,6 +106,24 @@ def build_model(args: argparse.Namespace, device: torch.device) -> NativeModel:
     return use_table_rotary(NativeModel(cfg).to(device))
 
 
+def build_optimizer(model: NativeModel, args: argparse.Namespace, new_blocks: list[int],
+                    device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only. After depth growth the blocks the model already had
+    train at `--old-lr-scale` of the learning rate, so that the new blocks can learn fast without
+    shaking what the old ones know."""
+    groups = []
+    for is_new in (False, True):
+        names = [(name, p) for name, p in model.named_parameters()
+                 if (name.startswith("blocks.") and int(name.split(".")[1]) in new_blocks) == is_new]
+        scale = 1.0 if is_new or not new_blocks else args.old_lr_scale
+        for decay in (True, False):
+            params = [p for _, p in names if (p.dim() >= 2) == decay]
+            if params:
+                groups.append({"params": params, "weight_decay": args.weight_decay if decay else 0.0,
+                               "lr_scale": scale})
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True, help="folder written by `corpus build`")
@@ -123,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="share of spare-slot examples with the pad run inside the middle (examples.place_pads)")
     parser.add_argument("--expand-share", type=float, default=Layout().expand_share,
                         help="share of examples with a hole shorter than the middle (examples.merge_pairs)")
+    parser.add_argument("--grow-to-layers", type=int, default=0,
+                        help="with --init-from: add blocks that start as identities (engine/train/grow.py)")
+    parser.add_argument("--old-lr-scale", type=float, default=1.0,
+                        help="after growth, the learning rate of the blocks the model had, as a share")
     parser.add_argument("--decay-frac", type=float, default=0.3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--ar-weight", type=float, default=0.5, help="weight of the prefix next-token loss")
@@ -151,24 +174,32 @@ def main(argv: list[str] | None = None) -> None:
     layout = Layout(spare_draw=args.spare_draw, inner_pad_share=args.inner_pad_share,
                     expand_share=args.expand_share)
 
+    if args.grow_to_layers:
+        args.layers = args.grow_to_layers
     model = build_model(args, device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda",
-    )
     # train_seconds counts all training; schedule_seconds only this schedule's (restarts with --init-from)
-    state = {"step": 0, "tokens": 0, "examples": 0, "train_seconds": 0.0, "schedule_seconds": 0.0, "runs": 0}
-    if (args.ckpt / "state.json").exists():
-        saved = json.loads((args.ckpt / "state.json").read_text())
+    state = {"step": 0, "tokens": 0, "examples": 0, "train_seconds": 0.0, "schedule_seconds": 0.0, "runs": 0,
+             "new_blocks": []}
+    resuming = (args.ckpt / "state.json").exists()
+    saved = json.loads((args.ckpt / "state.json").read_text()) if resuming else {}
+    if resuming:
         model.load_state_dict(load_weights(args.ckpt))
+        state["new_blocks"] = saved.get("new_blocks", [])
+    elif args.init_from is not None:
+        weights = load_weights(args.init_from)
+        if args.grow_to_layers:
+            old_layers = json.loads((args.init_from / "config.json").read_text())["architecture"]["n_layers"]
+            weights, state["new_blocks"] = grown_state(weights, old_layers, args.grow_to_layers)
+            print(f"grown from {old_layers} to {args.grow_to_layers} layers: new blocks {state['new_blocks']}",
+                  flush=True)
+        model.load_state_dict(weights)
+    optimizer = build_optimizer(model, args, state["new_blocks"], device)
+    if resuming:
         load_optimizer(args.ckpt, optimizer, saved.pop("param_groups"))
         state.update(saved)
         state.setdefault("schedule_seconds", state["train_seconds"])
         print(f"resumed {args.ckpt}: step {state['step']}, {state['tokens'] / 1e9:.3f}B tokens", flush=True)
     elif args.init_from is not None:
-        model.load_state_dict(load_weights(args.init_from))
         if (args.init_from / "train_state.json").exists():  # written by export: keep counting tokens
             saved = json.loads((args.init_from / "train_state.json").read_text())
             state.update({k: saved[k] for k in ("step", "tokens", "examples", "train_seconds", "runs") if k in saved})
@@ -201,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         progress = state["schedule_seconds"] / budget_s
         lr = learning_rate(args, state["step"], progress)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # older checkpoints lack it
         tokens = batch.real_tokens()  # counted on the host copy: no device sync
         batch = batch.to(device)
         t, noise, forced = draw_noise(batch)
