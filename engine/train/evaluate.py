@@ -374,6 +374,43 @@ def _compared(shown: dict, one: dict, other: dict, middles: dict[str, str] | Non
     return row
 
 
+def length_shares(run: dict, sized_as: dict[str, str]) -> list[dict]:
+    """Point 2 of issue 3: exact match at unknown length as a share of exact match at the true length, per
+    unknown-length setting of a `run --out` file, for all holes and per mode that the product's syntax
+    layer sizes each hole in (`sized_as`: hole id -> "single_line" / "multi_line"). A rest-of-line hole
+    whose line was cut whole leaves a blank line, which the syntax layer sizes for one or two statements
+    (48 slots): there the length is open even to a reader, and a probe over 48 slots sizes several lines."""
+    true_runs = [entry for entry in run.get("fills", []) if entry["length"] == "true"]
+    rows = []
+    for entry in run.get("fills", []):
+        if entry["length"] != "unknown":
+            continue
+        reference = next((t for t in true_runs if t["generation"] == entry["generation"]
+                          and t["suffix_head"] == entry["suffix_head"]
+                          and t["tokens_per_step"] == entry["tokens_per_step"]), None)
+        if reference is None:
+            continue
+        at_true = {hole["id"]: hole["exact"] for hole in reference["holes"]}
+        setting = {k: v for k, v in entry.items() if k != "holes"}
+        for mode in ("all", "single_line", "multi_line"):
+            holes = [hole for hole in entry["holes"] if hole["id"] in at_true
+                     and (mode == "all" or sized_as.get(hole["id"]) == mode)]
+            true_exact = sum(at_true[hole["id"]] for hole in holes)
+            unknown_exact = sum(hole["exact"] for hole in holes)
+            rows.append({"setting": setting, "sized_as": mode, "holes": len(holes), "true_exact": true_exact,
+                         "unknown_exact": unknown_exact,
+                         "share": round(unknown_exact / true_exact, 3) if true_exact else None})
+    return rows
+
+
+def sized_as(holes: list[Hole]) -> dict[str, str]:
+    """hole id -> the mode the product's syntax layer fills it in."""
+    from infill_server.syntax import analyze
+
+    return {hole.id: analyze(hole.prefix + hole.suffix, len(hole.prefix), hole.language).mode.value
+            for hole in holes}
+
+
 def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact binomial test of wins against losses at even odds."""
     n = wins + losses
@@ -437,7 +474,16 @@ def main(argv: list[str] | None = None) -> None:
                       "none: exact match only)")
     pair.add_argument("--across-generation", action="store_true",
                       help="two files: pair settings that differ in their generation overrides too")
+    share = commands.add_parser("length-share", help="unknown-length exact match as a share of true-length "
+                                "exact match, per mode the product sizes each hole in (issue 3, point 2)")
+    share.add_argument("run", type=Path, help="a `run --out` file with true and unknown length")
+    share.add_argument("--holes", type=Path, nargs="*", default=[HOLES_FILE, SINGLE_LINE_HOLES_FILE])
     args = parser.parse_args(argv)
+    if args.command == "length-share":
+        holes = [hole for path in args.holes for hole in load_holes(path)]
+        for row in length_shares(json.loads(args.run.read_text(encoding="utf-8")), sized_as(holes)):
+            print(json.dumps(row))
+        return
     if args.command == "compare":
         runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second) if path]
         if args.across_generation and len(runs) < 2:

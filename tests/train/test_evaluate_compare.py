@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.train.evaluate import main, paired, sign_test
+from engine.train.evaluate import length_shares, main, paired, sign_test
 
 
 def test_the_sign_test_is_exact_and_two_sided() -> None:
@@ -103,3 +103,17 @@ def test_two_files_pair_across_generation_and_edit_similarity_is_paired_with_the
     assert (similarity["first_better"], similarity["second_better"]) == (1, 1)  # a: both empty, a tie
     assert similarity["first"] == pytest.approx((1 + 1 + 0) / 3, abs=1e-4)
     assert similarity["second"] == pytest.approx((1 + 0.2 + 5 / 6) / 3, abs=1e-4)
+
+
+def test_length_share_divides_unknown_by_true_length_hits_per_sizing_mode() -> None:
+    true = {**run_entry({"a": True, "b": True, "c": True, "d": False}), "length": "true", "fit_length": False}
+    unknown = run_entry({"a": True, "b": False, "c": False, "d": True})
+    shares = {row["sized_as"]: row for row in length_shares({"fills": [true, unknown]},
+                                                            {"a": "single_line", "b": "single_line",
+                                                             "c": "multi_line", "d": "multi_line"})}
+    assert (shares["all"]["true_exact"], shares["all"]["unknown_exact"], shares["all"]["share"]) == (3, 2, 0.667)
+    assert (shares["single_line"]["holes"], shares["single_line"]["share"]) == (2, 0.5)
+    assert (shares["multi_line"]["true_exact"], shares["multi_line"]["unknown_exact"]) == (1, 1)
+    # an unknown-length run pairs only with the true-length run of its own decoding
+    other = run_entry({"a": True}, {"length_choice": "vote"})
+    assert len(length_shares({"fills": [true, other]}, {})) == 0
