@@ -6,10 +6,11 @@
 #   bash engine/train/device.sh smoke             corpus + tokenizer + 1-minute training + export
 #   bash engine/train/device.sh start BUDGET WAIT corpus, then training of BUDGET minutes in the
 #                                                 background; returns a snapshot after WAIT seconds
-#   bash engine/train/device.sh wait WAIT         snapshot after WAIT more seconds (or at the end)
-#   bash engine/train/device.sh finish [WAIT]     wait for the end of training (WAIT s at most, 480),
-#                                                 full export; after `continue`, also the held-out
-#                                                 infilling evaluation of the new model
+#   bash engine/train/device.sh wait WAIT         snapshot after WAIT more seconds; when training has
+#                                                 ended by then, the full export instead (as finish)
+#   bash engine/train/device.sh finish [WAIT]     the same as wait (WAIT s at most, 480): once training
+#                                                 has ended, full export; after `continue`, also the
+#                                                 held-out infilling evaluation of the new model
 #   bash engine/train/device.sh resume BUDGET STOP [ARGS]  on a fresh machine: train in the
 #                                                 foreground from engine/weights, STOP minutes
 #   bash engine/train/device.sh continue BUDGET WAIT [ARGS]  like start, but from engine/weights
@@ -88,6 +89,15 @@ export_to_out() {  # $1: checkpoint folder, $2: eval batches, $3: exact-match ho
   ls -la "$OUT"
 }
 
+export_now() {  # a snapshot while training runs; once it has ended, the final export (as `finish`)
+  if pgrep -f "engine.train.train" > /dev/null; then
+    export_to_out "$W/ckpt" 8 128
+  else
+    EVAL_NEW=$([ -d "$W/old_weights" ] && echo 1 || echo 0) export_to_out "$W/ckpt" 32 512
+    grep -H " all " "$W"/eval/eval_*.log 2>/dev/null || true  # old vs new, all languages
+  fi
+}
+
 wait_for() {  # $1: seconds; returns early when training ends
   local end=$((SECONDS + $1))
   while [ $SECONDS -lt $end ] && pgrep -f "engine.train.train" > /dev/null; do sleep 10; done
@@ -107,16 +117,11 @@ case "$1" in
       --budget-min "$2" --stop-min 60 > "$W/train.log" 2>&1 < /dev/null &
     sleep 5
     wait_for "$3"
-    export_to_out "$W/ckpt" 8 128
+    export_now
     ;;
-  wait)
-    wait_for "$2"
-    export_to_out "$W/ckpt" 8 128
-    ;;
-  finish)
+  wait | finish)  # the same step: a wait that sees training end makes the final export in that call
     wait_for "${2:-480}"
-    EVAL_NEW=$([ -d "$W/old_weights" ] && echo 1 || echo 0) export_to_out "$W/ckpt" 32 512
-    grep -H " all " "$W"/eval/eval_*.log 2>/dev/null || true  # old vs new, all languages
+    export_now
     ;;
   continue)
     rm -rf "$W/old_weights" && cp -r engine/weights "$W/old_weights"
@@ -128,7 +133,7 @@ case "$1" in
       --init-from "$W/old_weights" --budget-min "$2" --stop-min 60 "${@:4}" > "$W/train.log" 2>&1 < /dev/null &
     sleep 5
     wait_for "$3"
-    export_to_out "$W/ckpt" 8 128
+    export_now
     ;;
   resume)
     prepare
