@@ -6,6 +6,7 @@
   denoising loop between two steps.
 - The syntax layer sizes the hole and post-processes every refinement, so front ends stream ready text.
 - Recent results are kept, so typing the characters of a shown suggestion needs no model call.
+- An explicit request on a blank line gets a one-line fill beside the block fill (`line_reading`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from engine import Engine, EngineError, InfillRequest, ModelLoadError
 from infill_server.config import ServiceConfig
 from infill_server.errors import ServiceError
-from infill_server.syntax import Context, Mode, analyze, postprocess
+from infill_server.syntax import Context, Mode, analyze, one_statement, postprocess
 
 __all__ = ["InfillJob", "InfillResult", "InfillService", "ModelLoadError", "ServiceError", "Update"]
 
@@ -151,6 +152,15 @@ class InfillService:
         return max(1, math.ceil(slots / engine.defaults.multiline_tokens_per_step))
 
     @staticmethod
+    def line_reading(job: InfillJob, context: Context, alternatives: int) -> Context | None:
+        """An explicit request (alternatives) on a blank line gets a one-line fill beside the block fill,
+        as its second alternative: which of the two the user wants, neither the cursor nor the model's
+        likelihood can tell (syntax.one_statement). Typing (one alternative) keeps the block alone."""
+        if alternatives < 2 or job.rewrite or job.max_tokens is not None:
+            return None
+        return one_statement(context)
+
+    @staticmethod
     def pad_logit_bias(job: InfillJob, context: Context, engine: Engine) -> float | None:
         """A multi-line hole's 64 slots are more than most middles need, and the model ends such fills
         early with pads; a negative bias on the pad makes them longer (measured on held-out files:
@@ -174,19 +184,25 @@ class InfillService:
         loop = asyncio.get_running_loop()
         context = self.context_for(job)
         slots = self.hole_size(job, context, engine)
+        alternatives = max(1, min(job.alternatives, MAX_ALTERNATIVES))
+        line_context = self.line_reading(job, context, alternatives)
         request = InfillRequest(
             prefix=job.prefix,
             suffix=job.suffix,
             max_tokens=slots,
             steps=job.steps or self.config.steps or self.default_steps(context, slots, engine),
             cache_key=job.document,
-            alternatives=max(1, min(job.alternatives, MAX_ALTERNATIVES)),
+            alternatives=alternatives - (line_context is not None),
             # Measured on held-out files (docs/quality): probing the length helps single-line fills
             # (exact match 12.2% vs 10.0%) but cuts multi-line ones short (edit similarity 0.185 vs 0.229).
             fit_length=None if context.mode is Mode.SINGLE_LINE and not job.rewrite else False,
             pad_logit_bias=self.pad_logit_bias(job, context, engine),
             **LENGTH_RULES[self.config.length],
         )
+        line_request = None
+        if line_context is not None:  # sized and probed as a single-line hole is
+            line_request = replace(request, max_tokens=line_context.max_tokens, steps=job.steps or self.config.steps,
+                                   alternatives=1, fit_length=None, pad_logit_bias=None)
 
         def shape(text: str) -> str:
             return postprocess(text, job.prefix, job.suffix, context)
@@ -200,7 +216,13 @@ class InfillService:
                     loop.call_soon_threadsafe(on_update, update)
             if final is None or not final.done:
                 return None
-            return tuple(shape(text) for text in final.texts), final.step
+            texts = tuple(shape(text) for text in final.texts)
+            if line_request is not None and line_context is not None:
+                line = engine.complete(line_request, cancel)
+                if line is None:
+                    return None  # cancelled between the two fills
+                texts = (texts[0], postprocess(line.text, job.prefix, job.suffix, line_context), *texts[1:])
+            return texts, final.step
 
         previous = self._running.get(job.document)
         if previous is not None:

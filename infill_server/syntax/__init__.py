@@ -4,14 +4,14 @@
 - window.py      parse only a window of lines around the cursor in large documents
 - lexer.py       bracket scanner that skips strings and comments (tree-sitter's fallback)
 - text.py        line and indentation helpers
-- context.py     `analyze`: the node at the cursor -> `Mode`, hole size, indentation
+- context.py     `analyze`: the node at the cursor -> `Mode`, hole size, indentation; `one_statement`
 - hole.py        what the filters know about the hole
 - postprocess.py `postprocess`: the filters in order
 - filters/       one post-processing rule per module
 """
 
-from .context import Context, Mode, Reason, analyze
+from .context import Context, Mode, Reason, analyze, one_statement
 from .languages import LANGUAGES, language_for
 from .postprocess import FILTERS, postprocess
 
-__all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "language_for", "postprocess"]
+__all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "language_for", "one_statement", "postprocess"]

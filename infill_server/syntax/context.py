@@ -8,7 +8,7 @@ while someone types, the bracket scanner answers instead; with no language, only
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .languages import COMMENT_TYPES, STRING_TYPES
 from .lexer import Bracket, scan
@@ -203,3 +203,16 @@ def analyze(text: str, offset: int, language: str | None) -> Context:
     else:
         indent = leading_ws(before + after)
     return Context(language, _MODE[reason], _MAX_TOKENS[reason], indent, reason)
+
+
+def one_statement(context: Context) -> Context | None:
+    """The one-line reading of a blank line, which `analyze` fills as a block.
+
+    Whether a blank line wants one statement or several is open even to a reader, and the model's own
+    likelihood does not tell them apart (MODEL_CARD.md, session 17): on held-out blank lines a one-line
+    fill is exact 3x as often where one line was cut, a block fill twice as similar where several were.
+    So an explicit request offers both. None where the cursor is not on a blank line.
+    """
+    if context.reason is not Reason.BLANK_LINE_IN_BLOCK:
+        return None
+    return replace(context, mode=Mode.SINGLE_LINE, max_tokens=_MAX_TOKENS[Reason.END_OF_LINE], reason=Reason.END_OF_LINE)

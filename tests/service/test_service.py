@@ -11,6 +11,7 @@ import pytest
 from engine import Engine, InfillRequest
 from infill_server.config import ServiceConfig
 from infill_server.service import InfillJob, InfillService, ModelLoadError, ServiceError, Update
+from infill_server.syntax import analyze, one_statement, postprocess
 
 PREFIX = "def area(width, height):\n    return "
 SUFFIX = "\n\nprint(area(2, 3))\n"
@@ -101,6 +102,11 @@ async def test_alternatives_are_distinct(service: InfillService) -> None:
     assert 1 <= len(result.texts) <= 3 and len(set(result.texts)) == len(result.texts)
 
 
+# a blank line inside a body: one statement or several may be missing
+BLANK_PREFIX = "def area(width, height):\n    w = width\n    "
+BLANK_SUFFIX = "\n    return w * height\n"
+
+
 def recorded_requests(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[InfillRequest]:
     """The requests the service sends the engine from now on, in order (the engine still fills them)."""
     asked: list[InfillRequest] = []
@@ -144,3 +150,37 @@ async def test_multi_line_holes_take_the_models_multi_line_pad_bias_and_others_k
                                    selection="return width"))
     assert [request.pad_logit_bias for request in asked] == [-2.0, None, None]
     assert asked[0].fit_length is False and asked[1].fit_length is None
+
+
+async def test_an_invoked_blank_line_gets_a_one_line_fill_beside_the_block(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    asked = recorded_requests(engine, monkeypatch)
+    job = InfillJob("doc", BLANK_PREFIX, BLANK_SUFFIX, language="python", alternatives=3)
+    result = await service.infill(job)
+    block, line = asked
+    assert (block.max_tokens, block.alternatives, block.fit_length) == (48, 2, False)
+    assert block.pad_logit_bias == engine.defaults.multiline_pad_logit_bias
+    assert (line.max_tokens, line.alternatives, line.fit_length, line.pad_logit_bias) == (24, 1, None, None)
+    assert 1 <= len(result.texts) <= 3 and len(set(result.texts)) == len(result.texts)
+    # the one-line fill, recomputed (greedy), is the second alternative unless it repeats the first or is empty
+    one_line = postprocess(engine.complete(line).text, BLANK_PREFIX, BLANK_SUFFIX,
+                           one_statement(analyze(BLANK_PREFIX + BLANK_SUFFIX, len(BLANK_PREFIX), "python")))
+    assert "\n" not in one_line
+    if one_line.strip() and one_line != result.texts[0]:
+        assert result.texts[1] == one_line
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "alternatives"), [(BLANK_PREFIX, BLANK_SUFFIX, 1), (PREFIX, SUFFIX, 3)]
+)
+async def test_typing_on_a_blank_line_or_asking_elsewhere_runs_one_fill(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch, prefix: str, suffix: str, alternatives: int
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    asked = recorded_requests(engine, monkeypatch)
+    await service.infill(InfillJob("doc", prefix, suffix, language="python", alternatives=alternatives))
+    assert [request.alternatives for request in asked] == [alternatives]
