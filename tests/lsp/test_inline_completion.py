@@ -100,3 +100,19 @@ async def test_incremental_edits_move_the_completion_to_the_edited_text(client: 
 async def test_unopened_document_gets_an_empty_answer(client: LanguageClient, uri: str):
     result = await inline_completion(client, uri, 0, 0)
     assert list(result.items) == []
+
+
+async def test_invoked_on_a_blank_line_offers_the_block_and_one_line_from_the_shipped_model(
+    fresh_client: LanguageClient,
+):
+    await fresh_client.initialize_session(initialize_params("visual-studio-code", {"device": "cpu"}))
+    uri = "file:///project/blank_line.py"
+    source = ("import os\n\n\ndef read_config(path):\n    if not os.path.exists(path):\n        return {}\n"
+              "    \n    return json.loads(text)\n")
+    open_document(fresh_client, uri, source)
+    invoked = await inline_completion(fresh_client, uri, 6, 4, types.InlineCompletionTriggerKind.Invoked)
+    automatic = await inline_completion(fresh_client, uri, 6, 4, types.InlineCompletionTriggerKind.Automatic)
+    texts = [item.insert_text for item in invoked.items]
+    assert len(texts) >= 2 and len(set(texts)) == len(texts)
+    assert texts[1].strip() and "\n" not in texts[1]  # the one-line reading, second
+    assert [item.insert_text for item in automatic.items] == texts[:1]  # typing: the block alone
