@@ -239,12 +239,16 @@ class TailKV:
         rows = len(deltas)
         angles = torch.tensor(deltas, dtype=torch.float32, device=self.rotary.inv_freq.device)[:, None]
         angles = (angles * self.rotary.inv_freq)[:, None, None, :]  # (B, 1, 1, E/2)
-        other.keys = [apply_rotary(k.expand(rows, -1, -1, -1), angles.cos(), angles.sin()) for k in self.keys]
-        other.values = [v.expand(rows, -1, -1, -1) for v in self.values]
+        # row 0: a head kept from a fill of alternatives has one row per alternative, all the same
+        other.keys = [apply_rotary(k[:1].expand(rows, -1, -1, -1), angles.cos(), angles.sin()) for k in self.keys]
+        other.values = [v[:1].expand(rows, -1, -1, -1) for v in self.values]
         return other
 
     def layer(self, index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.keys[index].expand(batch, -1, -1, -1), self.values[index].expand(batch, -1, -1, -1)
+        keys, values = self.keys[index], self.values[index]
+        if keys.shape[0] != batch:  # kept from a fill of other rows (alternatives): its rows' heads are one
+            keys, values = keys[:1], values[:1]
+        return keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)
 
 
 class HoleKV:

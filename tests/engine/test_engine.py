@@ -625,3 +625,18 @@ def test_a_commit_window_fills_a_large_hole_left_to_right(engine: Engine, kept_k
     for text in seen[1:-1]:  # the last step commits whatever is left, anywhere
         masked_before_text = (~text).cumsum(0)[text]
         assert (masked_before_text <= 4).all(), "text only among the first masked slots"
+
+
+@pytest.mark.parametrize("fit_length", [False, True])
+def test_a_one_row_fill_after_alternatives_reads_their_kept_suffix_head(engine: Engine, fit_length: bool) -> None:
+    # An Invoked request's rows keep the document's suffix head; the next fill of the same hole may have one
+    # row (the service's one-line reading of a blank line, capped to the same size). Kept heads as shipped:
+    kept = {"suffix_refresh_steps": 0, "hole_refresh_steps": 0, "suffix_head_across_fills": True,
+            "probe_moves_suffix_head": True, "masked_rows_only": True, "length_offsets": (-1, 0, 1)}
+    fresh = Engine.load(engine.info.source, device="cpu")
+    engine.defaults = fresh.defaults = replace(engine.defaults, **kept)
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=8, cache_key="doc", fit_length=False, alternatives=2)
+    assert engine.complete(request) is not None
+    one_row = replace(request, alternatives=1, fit_length=fit_length)
+    again, alone = engine.complete(one_row), fresh.complete(one_row)
+    assert again is not None and alone is not None and again.text == alone.text
