@@ -201,8 +201,9 @@ class InfillService:
         )
         line_request = None
         if line_context is not None:  # sized and probed as a single-line hole is
-            line_request = replace(request, max_tokens=line_context.max_tokens, steps=job.steps or self.config.steps,
-                                   alternatives=1, fit_length=None, pad_logit_bias=None)
+            line_request = replace(request, max_tokens=self.hole_size(job, line_context, engine),
+                                   steps=job.steps or self.config.steps, alternatives=1, fit_length=None,
+                                   pad_logit_bias=None)
 
         def shape(text: str) -> str:
             return postprocess(text, job.prefix, job.suffix, context)

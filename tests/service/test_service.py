@@ -184,3 +184,15 @@ async def test_typing_on_a_blank_line_or_asking_elsewhere_runs_one_fill(
     asked = recorded_requests(engine, monkeypatch)
     await service.infill(InfillJob("doc", prefix, suffix, language="python", alternatives=alternatives))
     assert [request.alternatives for request in asked] == [alternatives]
+
+
+async def test_the_configured_largest_hole_caps_both_readings_of_a_blank_line(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = InfillService(ServiceConfig(model=str(tiny_model_dir), device="cpu", max_tokens=16))
+    await service.load()
+    assert service.engine is not None
+    asked = recorded_requests(service.engine, monkeypatch)
+    await service.infill(InfillJob("doc", BLANK_PREFIX, BLANK_SUFFIX, language="python", alternatives=3))
+    service.close()
+    assert [request.max_tokens for request in asked] == [16, 16]
