@@ -292,6 +292,37 @@ def test_partial_accept_inserts_the_start_of_the_ghost_text(nvim: Neovim, key: s
         assert taken == ghost_first_line.rstrip()
 
 
+BLANK_LINE_SAMPLE = (
+    "import os\n\n\ndef read_config(path):\n    if not os.path.exists(path):\n        return {}\n"
+    "\n    return json.loads(text)\n"
+)
+
+
+def test_asking_on_a_blank_line_offers_a_one_line_alternative_that_tab_inserts(nvim: Neovim) -> None:
+    path = nvim.open("alternatives.py", BLANK_LINE_SAMPLE)
+    row = 6  # the blank line inside read_config
+    nvim.tmux.keys(str(row + 1), "G", "i")
+    nvim.tmux.keys("M-\\")  # keys.trigger: an invoked request, which gets alternatives
+    first = ghost_block(nvim.ghost(), row)
+
+    def one_line_shown() -> str | None:
+        screen = nvim.tmux.screen()
+        rows = [r for r in screen.rows_with(GHOST) if r >= row]
+        text = screen.text(row)
+        return text if rows == [row] and (len(first) > 1 or text != first[0]) else None
+
+    nvim.tmux.keys("M-]")  # keys.next
+    line = wait_until(one_line_shown, 10, "M-] to show the one-line alternative", explain=nvim.dump)
+    nvim.tmux.keys("Tab")
+    wait_until(lambda: not nvim.tmux.screen().rows_with(GHOST), 10, "the alternative to be accepted")
+    nvim.save()
+    lines = wait_until(
+        lambda: (text := path.read_text()) != BLANK_LINE_SAMPLE and text.split("\n"), 10, "the saved file"
+    )
+    assert lines[row].rstrip() == line.rstrip() and line.strip(), (first, lines)
+    assert lines[row + 1] == "    return json.loads(text)"
+
+
 def test_a_missing_server_is_reported_with_the_fix(editor_tools: None, tmp_path: Path) -> None:
     init = tmp_path / "init.lua"
     init.write_text(

@@ -113,6 +113,7 @@ function M.request(client, trigger_kind, streaming)
       request.text = nil
       return
     end
+    request.items, request.index = items, 1
     show(item_text(items[1]), items[1].range)
   end, bufnr)
   if ok then
@@ -137,6 +138,19 @@ function M.on_refinement(params)
   if request.streaming or params.done then
     show(params.text, params.range)
   end
+  return true
+end
+
+--- Shows the next (step 1) or previous (step -1) of the answered request's alternatives (an invoked
+--- request has up to 3; on a blank line the second is a one-line fill); false when there is no other.
+function M.cycle(step)
+  local request = current
+  if request == nil or not request.done or request.moved or request.items == nil or #request.items < 2 then
+    return false
+  end
+  request.index = (request.index - 1 + step) % #request.items + 1
+  local item = request.items[request.index]
+  show(item_text(item), item.range)
   return true
 end
 

@@ -25,6 +25,8 @@ local defaults = {
     accept_word = "<M-Right>",
     accept_line = "<M-C-Right>",
     trigger = "<M-\\>",
+    next = "<M-]>", -- the next alternative of an answered request (previous: keys.prev)
+    prev = "<M-[>",
     reject_rewrite = "<Esc>", -- normal mode, while a :DgemRewrite preview shows (accept: keys.accept)
   },
   auto_trigger = true, -- ask while typing in insert mode (else only keys.trigger)
@@ -104,6 +106,14 @@ function M.accept_line()
   return infill.accept_line()
 end
 
+function M.next()
+  return infill.cycle(1)
+end
+
+function M.prev()
+  return infill.cycle(-1)
+end
+
 function M.dismiss()
   infill.clear()
 end
@@ -154,6 +164,16 @@ local function map_buffer(bufnr)
     end
   end, "accept the next line of the ghost text")
   imap(keys.trigger, M.trigger, "infill at the cursor")
+  imap(keys.next, function()
+    if not M.next() then
+      passthrough(keys.next)
+    end
+  end, "show the next alternative")
+  imap(keys.prev, function()
+    if not M.prev() then
+      passthrough(keys.prev)
+    end
+  end, "show the previous alternative")
 end
 
 local function on_attach(c, bufnr)
