@@ -148,32 +148,20 @@ local function map_buffer(bufnr)
       vim.keymap.set("i", key, fn, { buffer = bufnr, desc = "dgem-infill: " .. desc })
     end
   end
-  imap(keys.accept, function()
-    if not M.accept() then
-      passthrough(keys.accept)
-    end
-  end, "accept the ghost text")
-  imap(keys.accept_word, function()
-    if not M.accept_word() then
-      passthrough(keys.accept_word)
-    end
-  end, "accept the next word of the ghost text")
-  imap(keys.accept_line, function()
-    if not M.accept_line() then
-      passthrough(keys.accept_line)
-    end
-  end, "accept the next line of the ghost text")
+  -- A key whose action has nothing to act on (no ghost text, no other alternative) keeps its own meaning.
+  local function imap_or_pass(name, action, desc)
+    imap(keys[name], function()
+      if not action() then
+        passthrough(keys[name])
+      end
+    end, desc)
+  end
+  imap_or_pass("accept", M.accept, "accept the ghost text")
+  imap_or_pass("accept_word", M.accept_word, "accept the next word of the ghost text")
+  imap_or_pass("accept_line", M.accept_line, "accept the next line of the ghost text")
   imap(keys.trigger, M.trigger, "infill at the cursor")
-  imap(keys.next, function()
-    if not M.next() then
-      passthrough(keys.next)
-    end
-  end, "show the next alternative")
-  imap(keys.prev, function()
-    if not M.prev() then
-      passthrough(keys.prev)
-    end
-  end, "show the previous alternative")
+  imap_or_pass("next", M.next, "show the next alternative")
+  imap_or_pass("prev", M.prev, "show the previous alternative")
 end
 
 local function on_attach(c, bufnr)
