@@ -278,6 +278,13 @@ def test_rewrite_of_a_selection_is_previewed_then_applied_on_tab(session: dict[s
     assert "    for value in values:" in lines
 
 
+def test_alt_bracket_shows_a_one_line_alternative_on_a_blank_line(session: dict[str, Any]) -> None:
+    no_error(session)
+    # Alt+\ on a blank line asks with alternatives: the block first, a one-line fill among the others
+    assert session["blankFirst"].strip() and session["blankNext"] != session["blankFirst"]
+    assert "\n" not in session["blankNext"].strip()
+
+
 def test_ghost_text_is_redrawn_as_refinements_stream_in(session: dict[str, Any]) -> None:
     no_error(session)
     # The real model: the last text drawn is the answer (how many steps it shows depends on its speed).

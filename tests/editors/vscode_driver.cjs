@@ -234,6 +234,18 @@ async function main() {
         await waitFor("the preview to close", 30_000, async () => (await afterDecorations(page)).length === 0);
         await save(page, "the accepted rewrite");
 
+        step("on a new blank line, ask with Alt+\\ and show the next alternative with Alt+]");
+        await page.keyboard.press("Control+End");
+        await page.keyboard.press("Enter");
+        await page.keyboard.press("Alt+Backslash");
+        result.blankFirst = await finishedGhost(page);
+        await page.keyboard.press("Alt+BracketRight");
+        result.blankNext = await waitFor("the next alternative", 10_000, async () => {
+            const ghost = await ghostText(page);
+            return ghost.trim() !== "" && ghost !== result.blankFirst ? ghost : null;
+        });
+        await page.keyboard.press("Escape");
+
         step("switch to the scripted server");
         await setSetting(page, "dgemInfill.server.command", scriptedServer);
         await backToFile(page);
