@@ -126,6 +126,20 @@ async function finishedGhost(page) {
     });
 }
 
+/** Waits until the status bar has shown the same latency for a second: no request in flight. */
+async function quiet(page) {
+    let last = null;
+    let since = 0;
+    return waitFor("no request in flight", INFILL_MS, async () => {
+        const status = await statusText(page);
+        if (status !== last || !/dgem \d+ ms/.test(status)) {
+            [last, since] = [status, Date.now()];
+            return null;
+        }
+        return Date.now() - since > 1000 ? status : null;
+    });
+}
+
 /** Ctrl+S, then the file on disk: VS Code's own "saved" signal is not exposed to the page. */
 async function save(page, what) {
     const before = fs.readFileSync(file, "utf8");
@@ -237,7 +251,15 @@ async function main() {
         step("on a new blank line, ask with Alt+\\ and show the next alternative with Alt+]");
         await page.keyboard.press("Control+End");
         await page.keyboard.press("Enter");
+        await quiet(page); // the Automatic request that Enter started has answered (one suggestion)
+        await page.keyboard.press("Escape"); // a suggestion on screen would be kept by the trigger
+        const mark = await page.evaluate(() => window.__dgemStatusSeries.length);
         await page.keyboard.press("Alt+Backslash");
+        await waitFor("the invoked request to answer", INFILL_MS, async () => {
+            const series = await page.evaluate((from) => window.__dgemStatusSeries.slice(from), mark);
+            const busy = series.findIndex((status) => status.includes("busy"));
+            return busy >= 0 && series.slice(busy + 1).some((status) => /dgem \d+ ms/.test(status));
+        });
         result.blankFirst = await finishedGhost(page);
         await page.keyboard.press("Alt+BracketRight");
         result.blankNext = await waitFor("the next alternative", 10_000, async () => {
