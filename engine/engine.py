@@ -384,15 +384,28 @@ class Engine:
         if state is None or not state.done or state.scores is None:
             return  # cancelled
         fills = [_one_row(state, row, size) for row, size in enumerate(sizes)]
+        errors = self._syntax_errors(fills, request.syntax_errors)
         if choice == "vote":
             votes = self._votes(fills)
-            best = max(range(len(fills)), key=lambda row: (votes[row], sizes[row]))  # ties: the larger hole
+            best = max(range(len(fills)), key=lambda row: (-errors[row], votes[row], sizes[row]))  # ties: the larger hole
         elif choice == "likelihood":
             scores = self._continuation_likelihoods(cache, last_prefix_id, fills, request.suffix)
-            best = max(range(len(fills)), key=lambda row: (scores[row], -abs(sizes[row] - slots)))
+            best = max(range(len(fills)), key=lambda row: (-errors[row], scores[row], -abs(sizes[row] - slots)))
         else:
-            best = max(range(len(fills)), key=lambda row: float(fill_score(fills[row].tokens, fills[row].scores, pad)[0]))
+            best = max(range(len(fills)), key=lambda row: (
+                -errors[row], float(fill_score(fills[row].tokens, fills[row].scores, pad)[0])))
         yield fills[best], True
+
+    def _syntax_errors(self, fills: list[HoleState], count: Callable[[str], int] | None) -> list[int]:
+        """The caller's syntax error count of each fill's text (row 0), each distinct text counted once; all 0
+        without a counter. A fill that breaks the document is rarely the one its writer meant: on 736
+        held-out single lines, keeping the likeliest of the fills with the fewest errors turned 33 fills,
+        4 of them into exact ones and none out of one (MODEL_CARD.md, session 18)."""
+        texts = [self.tokenizer.decode(state.tokens[0].tolist()) for state in fills]
+        if count is None or len(set(texts)) == 1:
+            return [0] * len(fills)
+        counted = {text: count(text) for text in dict.fromkeys(texts)}
+        return [counted[text] for text in texts]
 
     def _continuation_likelihoods(self, cache: PrefixKV, last_prefix_id: int, fills: list[HoleState],
                                   suffix: str) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -29,6 +30,9 @@ class InfillRequest:
         probed size only; None takes the model's generation_config.
     pad_logit_bias: added to the pad token's logit in every step; None takes the model's `pad_logit_bias`
         (a multi-line caller passes the model's `multiline_pad_logit_bias`).
+    syntax_errors: how many syntax errors a fill's text would leave in the document (the caller knows the
+        language and has the parser). Where several sizes are filled (length_offsets), the engine keeps a fill
+        with the fewest, and only among those applies length_choice. None: length_choice alone.
     """
 
     prefix: str
@@ -42,6 +46,7 @@ class InfillRequest:
     length_offsets: tuple[int, ...] | None = None
     length_choice: str | None = None
     pad_logit_bias: float | None = None
+    syntax_errors: Callable[[str], int] | None = None
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,9 @@ def fill_all(
     after_keystroke: bool = False,
 ) -> list[tuple[Hole, str, float]]:
     from engine import InfillRequest
-    from infill_server.syntax import Mode, analyze, postprocess  # the product's own sizing and clean-up
+
+    # the product's own sizing, clean-up and syntax check
+    from infill_server.syntax import Mode, analyze, fill_errors, postprocess
 
     out = []
     for hole in holes:
@@ -262,7 +264,8 @@ def fill_all(
                                           fit_length=fit, cache_key=hole.id, pad_logit_bias=pad_logit_bias))
         started = time.perf_counter()
         request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps, fit_length=fit,
-                                cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias)
+                                cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias,
+                                syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context))
         final = engine.complete(request)
         text = final.text if final is not None else ""
         if context is not None:

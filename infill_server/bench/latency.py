@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from engine import Engine, InfillRequest
 from infill_server.bench.timing import Budget, Samples
+from infill_server.syntax import analyze, fill_errors
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository: real code to use as documents
 SOURCE_DIRS = ("engine", "infill_server", "lsp", "tests")
@@ -97,14 +98,17 @@ _fresh = itertools.count()
 def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps: int | None,
                     key: str) -> InfillRequest:
     """A request sized as the service sizes it: a multi-line hole (more slots than a single line gets)
-    takes `multiline_tokens_per_step` tokens a step, no length probe and the multi-line pad bias
-    (infill_server/service.py)."""
+    takes `multiline_tokens_per_step` tokens a step, no length probe and the multi-line pad bias; every
+    request counts the syntax errors of its candidate fills (infill_server/service.py). The bench's
+    documents are Python."""
     multi_line = slots > engine.defaults.default_slots
     if multi_line and steps is None:
         steps = max(1, math.ceil(slots / engine.defaults.multiline_tokens_per_step))
+    context = analyze(prefix + suffix, len(prefix), "python")
     return InfillRequest(prefix, suffix, max_tokens=slots, steps=steps, cache_key=key,
                          fit_length=False if multi_line else None,
-                         pad_logit_bias=engine.defaults.multiline_pad_logit_bias if multi_line else None)
+                         pad_logit_bias=engine.defaults.multiline_pad_logit_bias if multi_line else None,
+                         syntax_errors=fill_errors(prefix, suffix, context))
 
 
 def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,

@@ -7,11 +7,14 @@
 - context.py     `analyze`: the node at the cursor -> `Mode`, hole size, indentation; `one_statement`
 - hole.py        what the filters know about the hole
 - postprocess.py `postprocess`: the filters in order
+- errors.py      `syntax_errors`, `fill_errors`: what a fill would break, for the engine's choice among sizes
 - filters/       one post-processing rule per module
 """
 
 from .context import Context, Mode, Reason, analyze, one_statement
+from .errors import fill_errors, syntax_errors
 from .languages import LANGUAGES, language_for
 from .postprocess import FILTERS, postprocess
 
-__all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "language_for", "one_statement", "postprocess"]
+__all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "fill_errors", "language_for", "one_statement",
+           "postprocess", "syntax_errors"]

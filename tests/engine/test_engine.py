@@ -394,6 +394,32 @@ def test_the_likelihood_scores_each_distinct_text_once_and_none_when_all_agree(
     assert final is not None and final.slots == 10 and final.text == engine.tokenizer.decode([5, 6])
 
 
+@pytest.mark.parametrize("choice", ["likelihood", "vote", "score"])
+def test_a_syntax_error_count_keeps_a_fill_with_the_fewest_errors_then_the_length_choice_decides(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, choice: str
+) -> None:
+    scripted_probe(engine, [10], monkeypatch)
+    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
+    scripted_sizes(engine, texts, monkeypatch)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice=choice)
+    asked = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True)
+    plain = engine.complete(asked)
+    decoded = {size: engine.tokenizer.decode(fill) for size, fill in texts.items()}
+    assert plain is not None and len(set(decoded.values())) == 3
+    for size, clean in decoded.items():  # each size in turn is the one fill that leaves no error
+        counted: list[str] = []
+        final = engine.complete(replace(asked, syntax_errors=lambda text, clean=clean, counted=counted: (
+            counted.append(text) or (0 if text == clean else 3))))
+        assert final is not None and final.slots == size and final.text == clean
+        assert sorted(counted) == sorted(decoded.values()), "each distinct text is counted once"
+    tied = engine.complete(replace(asked, syntax_errors=lambda text: 1))
+    assert tied is not None and (tied.slots, tied.text) == (plain.slots, plain.text), "a tie: the length rule decides"
+    scripted_sizes(engine, {8: [5, 6], 10: [5, 6], 12: [5, 6]}, monkeypatch)
+    counted = []
+    engine.complete(replace(asked, syntax_errors=lambda text: counted.append(text) or 0))
+    assert counted == [], "one text: nothing to count"
+
+
 def test_suffix_lines_cuts_after_the_nth_newline() -> None:
     from engine.engine import suffix_lines
 

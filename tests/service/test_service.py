@@ -196,3 +196,21 @@ async def test_the_configured_largest_hole_caps_both_readings_of_a_blank_line(
     await service.infill(InfillJob("doc", BLANK_PREFIX, BLANK_SUFFIX, language="python", alternatives=3))
     service.close()
     assert [request.max_tokens for request in asked] == [16, 16]
+
+
+async def test_requests_carry_a_syntax_error_count_of_the_document_with_the_shown_fill(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    asked = recorded_requests(engine, monkeypatch)
+    call = "def area(width, height):\n    return max(width, "
+    await service.infill(InfillJob("a", call, SUFFIX, language="python"))
+    await service.infill(InfillJob("b", BLANK_PREFIX, BLANK_SUFFIX, language="python", alternatives=2))
+    await service.infill(InfillJob("c", "notes: ", "\n", language=None))
+    count = asked[0].syntax_errors
+    assert count is not None and count("height)") == 0 and count("height") > 0
+    block, line = asked[1:3]
+    assert block.syntax_errors is not None and line.syntax_errors is not None
+    assert line.syntax_errors("w = w * 2") == 0 and line.syntax_errors("w = (") > 0
+    assert asked[3].syntax_errors is None, "plain text: no grammar"
