@@ -263,7 +263,7 @@ class Engine:
             # several sizes for one fill, not for alternatives (those are rows of their own)
             if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1 and not grows:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in offsets})
-                fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix[-1],
+                fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix,
                                             choice, tail if self.defaults.probe_moves_suffix_head else None)
                 for state, chosen in fills:  # the probed size's row streams as drafts, then the chosen fill
                     step += 1
@@ -350,12 +350,12 @@ class Engine:
 
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, slots: int, sizes: list[int],
                        steps: int | None, request: InfillRequest, cancel: threading.Event | None,
-                       last_prefix_id: int, choice: str,
+                       prefix_ids: list[int], choice: str,
                        probed_head: TailCache | None = None) -> Iterator[tuple[HoleState, bool]]:
         """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and keep one fill by
         `choice` (GenerationDefaults.length_choice). Yields (the row nearest `slots`, False) after each step, so that the user sees the
         probed size's fill form, then (the kept row, True); nothing more if cancelled. Each yielded state
-        has one row and that row's size. `last_prefix_id` is the cached prefix's last token.
+        has one row and that row's size. `prefix_ids`: the cached prefix's tokens.
 
         A row's hole is its first `size` slots of the widest; the slots after them start as committed pads
         and no query attends to them, and its suffix head sits right after its own hole (the backend's
@@ -389,7 +389,7 @@ class Engine:
             votes = self._votes(fills)
             best = max(range(len(fills)), key=lambda row: (-errors[row], votes[row], sizes[row]))  # ties: the larger hole
         elif choice == "likelihood":
-            scores = self._continuation_likelihoods(cache, last_prefix_id, fills, request.suffix)
+            scores = self._continuation_likelihoods(cache, prefix_ids, fills, request.suffix)
             best = max(range(len(fills)), key=lambda row: (-errors[row], scores[row], -abs(sizes[row] - slots)))
         else:
             best = max(range(len(fills)), key=lambda row: (
@@ -407,12 +407,13 @@ class Engine:
         counted = {text: count(text) for text in dict.fromkeys(texts)}
         return [counted[text] for text in texts]
 
-    def _continuation_likelihoods(self, cache: PrefixKV, last_prefix_id: int, fills: list[HoleState],
+    def _continuation_likelihoods(self, cache: PrefixKV, prefix_ids: list[int], fills: list[HoleState],
                                   suffix: str) -> list[float]:
         """For each fill (row 0), the causal pass's log-probability of its text followed by the suffix's first
         `likelihood_suffix_lines` lines (the first is the rest of the hole's line), after the prefix. The
         candidates continue the same document, so the sums compare across lengths with no normalisation,
-        and the suffix's lines score how well each fill joins them."""
+        and the suffix's lines score how well each fill joins them. The prefix's last
+        `likelihood_heal_tokens` tokens are scored again, tokenised together with each fill (`heal_split`)."""
         score = getattr(self.backend, "continuation_logprobs", None)
         if score is None:
             raise EngineError(f"length_choice 'likelihood' needs a causal scoring pass, which the "
@@ -424,17 +425,28 @@ class Engine:
         distinct = list(dict.fromkeys(texts))  # sizes often agree: each text is scored once
         if len(distinct) == 1:  # nothing to choose between (the caller's tie-break keeps the probed size)
             return [0.0] * len(fills)
-        encoded = [self.tokenizer.encode(text + rest) for text in distinct]
+        kept, head = self.heal_split(prefix_ids, self.defaults.likelihood_heal_tokens)
+        encoded = [self.tokenizer.encode(head + text + rest) for text in distinct]
         width = max(len(ids) for ids in encoded)
         if width == 0:
             return [0.0] * len(fills)
         ids = torch.tensor([row + [pad] * (width - len(row)) for row in encoded], device=self.backend.device)
         counted = torch.tensor([[i < len(row) for i in range(width)] for row in encoded], device=self.backend.device)
-        logprobs = score(cache, last_prefix_id, ids)  # (distinct texts, T)
+        logprobs = score(cache, prefix_ids[kept - 1], ids, kept)  # (distinct texts, T)
         sums = dict(zip(distinct, logprobs.masked_fill(~counted, 0.0).sum(-1).tolist(), strict=True))
         bonus = self.defaults.likelihood_token_bonus
         lengths = [int((state.tokens[0] != pad).sum()) for state in fills]
         return [sums[text] + bonus * length for text, length in zip(texts, lengths, strict=True)]
+
+    def heal_split(self, prefix_ids: list[int], tokens: int) -> tuple[int, str]:
+        """(how many prefix tokens the scoring pass reads from the cache, the text of the rest) for scoring
+        the prefix's last `tokens` tokens again with a fill. Never the first token (<bos>), and none where
+        those tokens do not decode to whole characters (a character split across tokens)."""
+        tokens = max(0, min(tokens, len(prefix_ids) - 1))
+        head = self.tokenizer.decode(prefix_ids[len(prefix_ids) - tokens :]) if tokens else ""
+        if "\ufffd" in head:
+            return len(prefix_ids), ""
+        return len(prefix_ids) - tokens, head
 
     def _votes(self, fills: list[HoleState]) -> list[int]:
         """For each fill, how many of `fills` have its text (row 0, pads dropped). Where lengths disagree, the

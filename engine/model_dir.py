@@ -52,6 +52,10 @@ class GenerationDefaults:
     # "likelihood" adds this much to a fill's log-probability for each token of the fill (> 0: the longer of
     # two fills wins more often; the causal pass alone prefers a line cut short)
     likelihood_token_bonus: float = 0.0
+    # "likelihood" scores the prefix's last this many tokens again, as one text with the fill: a hole that
+    # starts inside a word (`'use s|trict'`) otherwise leaves the causal pass a split it never saw in
+    # training (` s` + `trict` for ` strict`), and the fill that joins the split best is not the one it likes
+    likelihood_heal_tokens: int = 0
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32

@@ -352,15 +352,18 @@ class NativeModel(nn.Module):
         return x
 
     @torch.inference_mode()
-    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
+    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor,
+                              length: int | None = None) -> torch.Tensor:
         """Log-probabilities (B, T) of continuations ids (B, T) of the cached prefix under the causal pass.
 
         `last` is the cached prefix's last token: its state predicts ids[:, 0], and the cache holds only its
-        keys, so it runs again, at its own position. Rows may be right-padded (causal: a pad changes nothing
+        keys, so it runs again, at its own position. `length`: continue after the cache's first `length`
+        positions instead (`last` is then the token at length - 1), so that a caller can score the prefix's
+        last tokens again within a continuation. Rows may be right-padded (causal: a pad changes nothing
         before it). The cache is read, never written.
         """
         B, T = ids.shape
-        L = cache.length - 1  # keys before `last`
+        L = (cache.length if length is None else length) - 1  # keys before `last`
         run = torch.cat((torch.full((B, 1), last, dtype=ids.dtype, device=ids.device), ids[:, :-1]), dim=1)
         positions = torch.arange(L, L + T, device=ids.device)[None].expand(B, T)
         cos, sin = self.rotary(positions)

@@ -10,9 +10,9 @@ and values on a full pass and, while it is filled, runs only the hole slots (see
 Optional: `new_hole_cache()` -> a HoleCache; such a backend's `denoise(..., rows=..., hole_cache=...)`
 returns logits for the hole slots `rows` only and, with a filled tail, reuses the kept keys of hole
 slots whose input is unchanged (engine/native.py's HoleKV). Without it the engine slices the logits.
-Optional: `continuation_logprobs(cache, last, ids)` -> log-probabilities of right-padded continuations
-ids (B, T) of the cached prefix (whose last token is `last`) under the causal pass; length_choice
-"likelihood" ranks fills with it.
+Optional: `continuation_logprobs(cache, last, ids, length=None)` -> log-probabilities of right-padded
+continuations ids (B, T) of the cached prefix (whose last token is `last`; or of its first `length`
+positions, whose last is `last`) under the causal pass; length_choice "likelihood" ranks fills with it.
 """
 
 from __future__ import annotations

@@ -108,10 +108,12 @@ class NativeBackend:
         with self.pass_threads(small=ids.shape[0] <= SMALL_PASS_TOKENS):
             self.model.extend(cache, ids.to(self.device), start)
 
-    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) after the cached prefix ending in token `last` -> their log-probabilities (B, T)."""
+    def continuation_logprobs(self, cache: NativeKV, last: int, ids: torch.Tensor,
+                              length: int | None = None) -> torch.Tensor:
+        """ids (B, T) after the cached prefix ending in token `last` (or after its first `length` positions,
+        `last` being the token at length - 1) -> their log-probabilities (B, T)."""
         with self.pass_threads():
-            return self.model.continuation_logprobs(cache, last, ids.to(self.device))
+            return self.model.continuation_logprobs(cache, last, ids.to(self.device), length)
 
     def new_tail(self) -> TailKV:
         return TailKV(self.model.rotary)

@@ -316,6 +316,51 @@ def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(texts[best])
 
 
+@pytest.mark.parametrize("heal", [1, 2])
+def test_likelihood_healing_scores_the_prefixs_last_tokens_again_with_each_fill(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, heal: int
+) -> None:
+    scripted_probe(engine, [10], monkeypatch)
+    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
+    scripted_sizes(engine, texts, monkeypatch)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
+                              likelihood_heal_tokens=heal)
+    scored: list[torch.Tensor] = []
+    score = engine.backend.continuation_logprobs
+    monkeypatch.setattr(engine.backend, "continuation_logprobs",
+                        lambda cache, last, ids, length=None: scored.append(score(cache, last, ids, length)) or scored[-1])
+    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    # from scratch: the prefix less its last `heal` tokens, then their text, the fill and the rest of the line
+    model, prefix = engine.backend.model, engine.prefix_ids(PREFIX)
+    head = engine.tokenizer.decode(prefix[-heal:])
+    assert PREFIX.endswith(head) and head
+    sums = {}
+    for size, fill in texts.items():
+        continuation = engine.tokenizer.encode(head + engine.tokenizer.decode(fill) + "\n")
+        hidden = model.extend(engine.backend.new_cache(), torch.tensor(prefix[:-heal] + continuation), 0)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
+        sums[size] = sum(float(logprobs[len(prefix) - heal - 1 + t, token]) for t, token in enumerate(continuation))
+    assert len(scored) == 1 and scored[0].shape[0] == 3  # the distinct texts, in size order, right-padded
+    for row, (size, fill) in enumerate(texts.items()):
+        length = len(engine.tokenizer.encode(head + engine.tokenizer.decode(fill) + "\n"))
+        assert float(scored[0][row, :length].sum()) == pytest.approx(sums[size], rel=2e-3, abs=2e-3), size
+    best = max(sums, key=sums.get)
+    assert final is not None and final.slots == best
+
+
+def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None:
+    prefix = engine.prefix_ids("x = 1")
+    assert engine.heal_split(prefix, 0) == (len(prefix), "")
+    kept, head = engine.heal_split(prefix, 2)
+    assert kept == len(prefix) - 2 and "x = 1".endswith(head)
+    assert engine.heal_split(prefix, 99)[0] == 1, "the first token, <bos>, stays in the cache"
+    emoji = engine.prefix_ids("s = '\U0001F600")
+    for tokens in range(1, len(emoji)):
+        kept, head = engine.heal_split(emoji, tokens)
+        assert "\ufffd" not in head and (kept == len(emoji) or "s = '\U0001F600".endswith(head))
+
+
 @pytest.mark.parametrize(("bonus", "kept"), [(1e4, 12), (-1e4, 10)])
 def test_a_token_bonus_beyond_any_log_probability_keeps_the_longest_or_shortest_fill(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, bonus: float, kept: int
@@ -383,7 +428,7 @@ def test_the_likelihood_scores_each_distinct_text_once_and_none_when_all_agree(
     scored: list[int] = []
     score = engine.backend.continuation_logprobs
     monkeypatch.setattr(engine.backend, "continuation_logprobs",
-                        lambda cache, last, ids: scored.append(ids.shape[0]) or score(cache, last, ids))
+                        lambda cache, last, ids, length=None: scored.append(ids.shape[0]) or score(cache, last, ids, length))
     engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood")
     scripted_sizes(engine, {8: [5, 6, 7], 10: [5, 6, 7], 12: [7, 7, 7, 7]}, monkeypatch)
     engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))

@@ -176,7 +176,7 @@ def test_fills_at_several_sizes_read_the_probes_suffix_head_moved_to_each_size(
     seen.clear()
     # keep the probed size's row whatever the causal pass says, to compare it with the fill alone
     monkeypatch.setattr(engine, "_continuation_likelihoods",
-                        lambda cache, last, fills, suffix: [float(state.tokens.shape[1] == 4) for state in fills])
+                        lambda cache, prefix_ids, fills, suffix: [float(state.tokens.shape[1] == 4) for state in fills])
     kept = engine.complete(replace(request, length_offsets=(-1, 0, 1), length_choice="likelihood"))
     suffix = len(engine.suffix_ids("\nprint(x)\n"))
     batched = [shape for shape in seen if shape[0] == 3]
