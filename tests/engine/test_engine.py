@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine import Engine, EngineError, InfillRequest, ModelLoadError
+from engine import Engine, EngineError, InfillRequest, ModelLoadError, Refinement
 from engine.engine import WINDOW_STRIDE
 from engine.sampler import HoleState
 
@@ -291,62 +291,61 @@ def test_a_request_sets_or_clears_the_length_rule_of_the_generation_config(
         engine.complete(replace(asked, length_choice="longest"))
 
 
+SIZED_TEXTS = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}  # a batched fill's text per size (scripted_sizes)
+
+
+def likelihood_fill(engine: Engine, monkeypatch: pytest.MonkeyPatch, **defaults) -> Refinement | None:
+    """A probed fill at sizes 8, 10 and 12 that end in SIZED_TEXTS, kept by the likelihood rule."""
+    scripted_probe(engine, [10], monkeypatch)
+    scripted_sizes(engine, SIZED_TEXTS, monkeypatch)
+    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood", **defaults)
+    return engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+
+
+def causal_logprob(engine: Engine, context: list[int], continuation: list[int]) -> float:
+    """From scratch: the causal pass's log-probability of `continuation` after `context`."""
+    model = engine.backend.model
+    hidden = model.extend(engine.backend.new_cache(), torch.tensor(context + continuation), 0)
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
+    return sum(float(logprobs[len(context) - 1 + t, token]) for t, token in enumerate(continuation))
+
+
 @pytest.mark.parametrize("lines", [1, 4])
 def test_length_by_likelihood_keeps_the_fill_the_causal_pass_scores_highest(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, lines: int
 ) -> None:
-    scripted_probe(engine, [10], monkeypatch)
-    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
-    scripted_sizes(engine, texts, monkeypatch)
-    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
-                              likelihood_suffix_lines=lines)
-    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    final = likelihood_fill(engine, monkeypatch, likelihood_suffix_lines=lines)
     # the same sums from scratch: a causal pass over prefix + fill + the suffix's first `lines` lines
-    model, prefix = engine.backend.model, engine.prefix_ids(PREFIX)
+    prefix = engine.prefix_ids(PREFIX)
     rest = "".join(SUFFIX.splitlines(keepends=True)[:lines])
     assert rest.count("\n") == lines
-    sums = {}
-    for size, fill in texts.items():
-        continuation = engine.tokenizer.encode(engine.tokenizer.decode(fill) + rest)
-        hidden = model.extend(engine.backend.new_cache(), torch.tensor(prefix + continuation), 0)
-        with torch.no_grad():
-            logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
-        sums[size] = sum(float(logprobs[len(prefix) - 1 + t, token]) for t, token in enumerate(continuation))
+    sums = {size: causal_logprob(engine, prefix, engine.tokenizer.encode(engine.tokenizer.decode(fill) + rest))
+            for size, fill in SIZED_TEXTS.items()}
     best = max(sums, key=sums.get)
-    assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(texts[best])
+    assert final is not None and final.slots == best and final.text == engine.tokenizer.decode(SIZED_TEXTS[best])
 
 
 @pytest.mark.parametrize("heal", [1, 2])
 def test_likelihood_healing_scores_the_prefixs_last_tokens_again_with_each_fill(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, heal: int
 ) -> None:
-    scripted_probe(engine, [10], monkeypatch)
-    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}
-    scripted_sizes(engine, texts, monkeypatch)
-    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
-                              likelihood_heal_tokens=heal)
     scored: list[torch.Tensor] = []
     score = engine.backend.continuation_logprobs
     monkeypatch.setattr(engine.backend, "continuation_logprobs",
                         lambda cache, last, ids, length=None: scored.append(score(cache, last, ids, length)) or scored[-1])
-    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    final = likelihood_fill(engine, monkeypatch, likelihood_heal_tokens=heal)
     # from scratch: the prefix less its last `heal` tokens, then their text, the fill and the rest of the line
-    model, prefix = engine.backend.model, engine.prefix_ids(PREFIX)
+    prefix = engine.prefix_ids(PREFIX)
     head = engine.tokenizer.decode(prefix[-heal:])
     assert PREFIX.endswith(head) and head
-    sums = {}
-    for size, fill in texts.items():
-        continuation = engine.tokenizer.encode(head + engine.tokenizer.decode(fill) + "\n")
-        hidden = model.extend(engine.backend.new_cache(), torch.tensor(prefix[:-heal] + continuation), 0)
-        with torch.no_grad():
-            logprobs = torch.log_softmax(model.logits(hidden[0]).float(), dim=-1)
-        sums[size] = sum(float(logprobs[len(prefix) - heal - 1 + t, token]) for t, token in enumerate(continuation))
+    continuations = {size: engine.tokenizer.encode(head + engine.tokenizer.decode(fill) + "\n")
+                     for size, fill in SIZED_TEXTS.items()}
+    sums = {size: causal_logprob(engine, prefix[:-heal], ids) for size, ids in continuations.items()}
     assert len(scored) == 1 and scored[0].shape[0] == 3  # the distinct texts, in size order, right-padded
-    for row, (size, fill) in enumerate(texts.items()):
-        length = len(engine.tokenizer.encode(head + engine.tokenizer.decode(fill) + "\n"))
-        assert float(scored[0][row, :length].sum()) == pytest.approx(sums[size], rel=2e-3, abs=2e-3), size
-    best = max(sums, key=sums.get)
-    assert final is not None and final.slots == best
+    for row, (size, ids) in enumerate(continuations.items()):
+        assert float(scored[0][row, : len(ids)].sum()) == pytest.approx(sums[size], rel=2e-3, abs=2e-3), size
+    assert final is not None and final.slots == max(sums, key=sums.get)
 
 
 def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None:
@@ -365,13 +364,8 @@ def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None
 def test_a_token_bonus_beyond_any_log_probability_keeps_the_longest_or_shortest_fill(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, bonus: float, kept: int
 ) -> None:
-    scripted_probe(engine, [10], monkeypatch)
-    texts = {8: [5, 6, 7], 10: [5, 9], 12: [7, 7, 7, 7]}  # 3, 2 and 4 tokens
-    scripted_sizes(engine, texts, monkeypatch)
-    engine.defaults = replace(engine.defaults, length_offsets=(-2, 0, 2), length_choice="likelihood",
-                              likelihood_token_bonus=bonus)
-    final = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
-    assert final is not None and final.slots == kept and final.text == engine.tokenizer.decode(texts[kept])
+    final = likelihood_fill(engine, monkeypatch, likelihood_token_bonus=bonus)  # fills of 3, 2 and 4 tokens
+    assert final is not None and final.slots == kept and final.text == engine.tokenizer.decode(SIZED_TEXTS[kept])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

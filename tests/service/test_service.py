@@ -201,9 +201,8 @@ async def test_the_configured_largest_hole_caps_both_readings_of_a_blank_line(
 async def test_requests_carry_a_syntax_error_count_of_the_document_with_the_shown_fill(
     service: InfillService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = service.engine
-    assert engine is not None
-    asked = recorded_requests(engine, monkeypatch)
+    assert service.engine is not None
+    asked = recorded_requests(service.engine, monkeypatch)
     call = "def area(width, height):\n    return max(width, "
     await service.infill(InfillJob("a", call, SUFFIX, language="python"))
     await service.infill(InfillJob("b", BLANK_PREFIX, BLANK_SUFFIX, language="python", alternatives=2))
