@@ -377,11 +377,11 @@ def _compared(shown: dict, one: dict, other: dict, middles: dict[str, str] | Non
     return row
 
 
-def length_shares(run: dict, sized_as: dict[str, str]) -> list[dict]:
+def length_shares(run: dict, groups: dict[str, str], key: str = "sized_as") -> list[dict]:
     """Point 2 of issue 3: exact match at unknown length as a share of exact match at the true length, per
-    unknown-length setting of a `run --out` file, for all holes and per mode that the product's syntax
-    layer sizes each hole in (`sized_as`: hole id -> "single_line" / "multi_line"). A rest-of-line hole
-    whose line was cut whole leaves a blank line, which the syntax layer sizes for one or two statements
+    unknown-length setting of a `run --out` file, for all holes and per group (`groups`: hole id -> its group
+    under `key`), e.g. the mode the product's syntax layer sizes each hole in (`sized_as`). A rest-of-line
+    hole whose line was cut whole leaves a blank line, which the syntax layer sizes for one or two statements
     (48 slots): there the length is open even to a reader, and a probe over 48 slots sizes several lines."""
     true_runs = [entry for entry in run.get("fills", []) if entry["length"] == "true"]
     rows = []
@@ -395,12 +395,12 @@ def length_shares(run: dict, sized_as: dict[str, str]) -> list[dict]:
             continue
         at_true = {hole["id"]: hole["exact"] for hole in reference["holes"]}
         setting = {k: v for k, v in entry.items() if k != "holes"}
-        for mode in ("all", "single_line", "multi_line"):
+        for group in ("all", *sorted(set(groups.values()))):
             holes = [hole for hole in entry["holes"] if hole["id"] in at_true
-                     and (mode == "all" or sized_as.get(hole["id"]) == mode)]
+                     and (group == "all" or groups.get(hole["id"]) == group)]
             true_exact = sum(at_true[hole["id"]] for hole in holes)
             unknown_exact = sum(hole["exact"] for hole in holes)
-            rows.append({"setting": setting, "sized_as": mode, "holes": len(holes), "true_exact": true_exact,
+            rows.append({"setting": setting, key: group, "holes": len(holes), "true_exact": true_exact,
                          "unknown_exact": unknown_exact,
                          "share": round(unknown_exact / true_exact, 3) if true_exact else None})
     return rows
@@ -412,6 +412,19 @@ def sized_as(holes: list[Hole]) -> dict[str, str]:
 
     return {hole.id: analyze(hole.prefix + hole.suffix, len(hole.prefix), hole.language).mode.value
             for hole in holes}
+
+
+def starts(holes: list[Hole]) -> dict[str, str]:
+    """hole id -> where the hole starts: "inside_word" (a word runs on from the prefix into the middle),
+    "blank_line" (nothing but indentation before it on its line) or "after_space_or_symbol"."""
+    def start(hole: Hole) -> str:
+        line = hole.prefix[hole.prefix.rfind("\n") + 1 :]
+        if not line.strip():
+            return "blank_line"
+        word = (line[-1].isalnum() or line[-1] == "_") and hole.middle[:1].replace("_", "a").isalnum()
+        return "inside_word" if word else "after_space_or_symbol"
+
+    return {hole.id: start(hole) for hole in holes}
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -478,13 +491,15 @@ def main(argv: list[str] | None = None) -> None:
     pair.add_argument("--across-generation", action="store_true",
                       help="two files: pair settings that differ in their generation overrides too")
     share = commands.add_parser("length-share", help="unknown-length exact match as a share of true-length "
-                                "exact match, per mode the product sizes each hole in (issue 3, point 2)")
+                                "exact match, per mode the product sizes each hole in and per where the hole "
+                                "starts (issue 3, point 2)")
     share.add_argument("run", type=Path, help="a `run --out` file with true and unknown length")
     share.add_argument("--holes", type=Path, nargs="*", default=[HOLES_FILE, SINGLE_LINE_HOLES_FILE])
     args = parser.parse_args(argv)
     if args.command == "length-share":
         holes = [hole for path in args.holes for hole in load_holes(path)]
-        for row in length_shares(json.loads(args.run.read_text(encoding="utf-8")), sized_as(holes)):
+        filled = json.loads(args.run.read_text(encoding="utf-8"))
+        for row in length_shares(filled, sized_as(holes)) + length_shares(filled, starts(holes), "starts"):
             print(json.dumps(row))
         return
     if args.command == "compare":

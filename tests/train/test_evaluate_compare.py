@@ -117,3 +117,17 @@ def test_length_share_divides_unknown_by_true_length_hits_per_sizing_mode() -> N
     # an unknown-length run pairs only with the true-length run of its own decoding
     other = run_entry({"a": True}, {"length_choice": "vote"})
     assert len(length_shares({"fills": [true, other]}, {})) == 0
+    by_start = {row["starts"]: row for row in length_shares({"fills": [true, unknown]}, {"a": "blank_line"}, "starts")}
+    assert set(by_start) == {"all", "blank_line"} and by_start["blank_line"]["holes"] == 1
+
+
+def test_a_hole_starts_inside_a_word_after_a_symbol_or_on_a_blank_line() -> None:
+    from engine.train.evaluate import Hole, starts
+
+    def hole(name: str, prefix: str, middle: str) -> Hole:
+        return Hole(id=name, language="python", kind="single_line", prefix=prefix, middle=middle, suffix="\n")
+
+    found = starts([hole("word", "x = fo", "o(1)"), hole("under", "x = my", "_name"), hole("dot", "x = a.", "b"),
+                    hole("space", "return ", "x"), hole("blank", "if x:\n    ", "y = 1"), hole("first", "", "a = 1")])
+    assert found == {"word": "inside_word", "under": "inside_word", "dot": "after_space_or_symbol",
+                     "space": "after_space_or_symbol", "blank": "blank_line", "first": "blank_line"}
