@@ -22,20 +22,20 @@ from engine import Engine, InfillRequest
 from infill_server.bench.timing import Budget, Samples
 from infill_server.syntax import analyze, fill_errors
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository: real code to use as documents
-SOURCE_DIRS = ("engine", "infill_server", "lsp", "tests")
+HELD_OUT_HOLES = Path(__file__).resolve().parents[2] / "engine" / "train" / "eval_holes.jsonl.xz"
 
 
 def code_corpus(min_chars: int = 200_000) -> str:
-    """The project's own Python sources, concatenated: realistic code to cut documents from."""
-    parts: list[str] = []
-    total = 0
-    for folder in SOURCE_DIRS:
-        for path in sorted((SOURCE_ROOT / folder).rglob("*.py")):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            parts.append(text)
-            total += len(text)
-    text = "\n\n".join(parts)
+    """The held-out Python files of the evaluation, whole, in path order, concatenated: real code the model
+    never trained on, and fixed. Until session 18 the bench cut its documents from this repository's own
+    sources, so an edit near their start moved every document (docs/BENCHMARKS.md, "Session 18")."""
+    from engine.train.evaluate import load_holes
+
+    files: dict[str, str] = {}
+    for hole in load_holes(HELD_OUT_HOLES):  # every hole holds its whole file: prefix + middle + suffix
+        if hole.language == "python":
+            files.setdefault(hole.id.split("#")[0], hole.prefix + hole.middle + hole.suffix)
+    text = "\n\n".join(files[path] for path in sorted(files))
     return text * max(1, -(-min_chars // max(len(text), 1)))
 
 
