@@ -384,6 +384,9 @@ class Engine:
         if state is None or not state.done or state.scores is None:
             return  # cancelled
         fills = [_one_row(state, row, size) for row, size in enumerate(sizes)]
+        if choice == "likelihood":
+            found = self._document_candidates(request, state)
+            fills, sizes = fills + found, sizes + [fill.tokens.shape[1] for fill in found]
         errors = self._syntax_errors(fills, request.syntax_errors)
         if choice == "vote":
             votes = self._votes(fills)
@@ -395,6 +398,20 @@ class Engine:
             best = max(range(len(fills)), key=lambda row: (
                 -errors[row], float(fill_score(fills[row].tokens, fills[row].scores, pad)[0])))
         yield fills[best], True
+
+    def _document_candidates(self, request: InfillRequest, done: HoleState) -> list[HoleState]:
+        """The request's first `GenerationDefaults.document_candidates` document candidates that fit the slots
+        asked for, each as a done one-row fill (its tokens committed, no scores), to rank with the model's."""
+        budget = self.defaults.default_slots if request.max_tokens is None else request.max_tokens
+        rows = []
+        for text in request.document_candidates[: self.defaults.document_candidates]:
+            ids = self.tokenizer.encode(text)
+            if not 0 < len(ids) <= budget:
+                continue
+            tokens = torch.tensor([ids], dtype=torch.long, device=self.backend.device)
+            rows.append(replace(done, tokens=tokens, committed=torch.ones_like(tokens, dtype=torch.bool), guess=tokens,
+                                logits=None, scores=torch.zeros(tokens.shape, device=self.backend.device)))
+        return rows
 
     def _syntax_errors(self, fills: list[HoleState], count: Callable[[str], int] | None) -> list[int]:
         """The caller's syntax error count of each fill's text (row 0), each distinct text counted once; all 0

@@ -56,6 +56,9 @@ class GenerationDefaults:
     # starts inside a word (`'use s|trict'`) otherwise leaves the causal pass a split it never saw in
     # training (` s` + `trict` for ` strict`), and the fill that joins the split best is not the one it likes
     likelihood_heal_tokens: int = 0
+    # "likelihood" also ranks up to this many of the request's document_candidates (text that followed the
+    # same context elsewhere in the document) with the model's fills (0: off)
+    document_candidates: int = 0
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32

@@ -24,7 +24,15 @@ from typing import Any
 from engine import Engine, EngineError, InfillRequest, ModelLoadError
 from infill_server.config import ServiceConfig
 from infill_server.errors import ServiceError
-from infill_server.syntax import Context, Mode, analyze, fill_errors, one_statement, postprocess
+from infill_server.syntax import (
+    Context,
+    Mode,
+    analyze,
+    fill_errors,
+    one_statement,
+    postprocess,
+    recalled_fills,
+)
 
 __all__ = ["InfillJob", "InfillResult", "InfillService", "ModelLoadError", "ServiceError", "Update"]
 
@@ -198,6 +206,7 @@ class InfillService:
             fit_length=None if context.mode is Mode.SINGLE_LINE and not job.rewrite else False,
             pad_logit_bias=self.pad_logit_bias(job, context, engine),
             syntax_errors=fill_errors(job.prefix, job.suffix, context),
+            document_candidates=recalled_fills(job.prefix, job.suffix),
             **LENGTH_RULES[self.config.length],
         )
         line_request = None

@@ -244,7 +244,7 @@ def fill_all(
     from engine import InfillRequest
 
     # the product's own sizing, clean-up and syntax check
-    from infill_server.syntax import Mode, analyze, fill_errors, postprocess
+    from infill_server.syntax import Mode, analyze, fill_errors, postprocess, recalled_fills
 
     out = []
     for hole in holes:
@@ -265,7 +265,8 @@ def fill_all(
         started = time.perf_counter()
         request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps, fit_length=fit,
                                 cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias,
-                                syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context))
+                                syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context),
+                                document_candidates=() if context is None else recalled_fills(hole.prefix, hole.suffix))
         final = engine.complete(request)
         text = final.text if final is not None else ""
         if context is not None:
@@ -285,7 +286,7 @@ def sample(holes: list[Hole], per_group: int) -> list[Hole]:
 # fill is the same whatever they say, so `run` fills it once for --generation entries that differ only in them
 LENGTH_ONLY = frozenset({"length_offsets", "length_choice", "length_offsets_max_slots", "reprobe_rounds",
                          "probe_moves_suffix_head", "likelihood_suffix_lines", "multiline_pad_logit_bias",
-                         "likelihood_token_bonus", "likelihood_heal_tokens"})
+                         "likelihood_token_bonus", "likelihood_heal_tokens", "document_candidates"})
 
 
 def run(args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from engine import Engine, InfillRequest
 from infill_server.bench.timing import Budget, Samples
-from infill_server.syntax import analyze, fill_errors
+from infill_server.syntax import analyze, fill_errors, recalled_fills
 
 HELD_OUT_HOLES = Path(__file__).resolve().parents[2] / "engine" / "train" / "eval_holes.jsonl.xz"
 
@@ -99,7 +99,8 @@ def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps:
                     key: str) -> InfillRequest:
     """A request sized as the service sizes it: a multi-line hole (more slots than a single line gets)
     takes `multiline_tokens_per_step` tokens a step, no length probe and the multi-line pad bias; every
-    request counts the syntax errors of its candidate fills (infill_server/service.py). The bench's
+    request counts the syntax errors of its candidate fills and brings the document's recalled ones
+    (infill_server/service.py). The bench's
     documents are Python."""
     multi_line = slots > engine.defaults.default_slots
     if multi_line and steps is None:
@@ -108,7 +109,8 @@ def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps:
     return InfillRequest(prefix, suffix, max_tokens=slots, steps=steps, cache_key=key,
                          fit_length=False if multi_line else None,
                          pad_logit_bias=engine.defaults.multiline_pad_logit_bias if multi_line else None,
-                         syntax_errors=fill_errors(prefix, suffix, context))
+                         syntax_errors=fill_errors(prefix, suffix, context),
+                         document_candidates=recalled_fills(prefix, suffix))
 
 
 def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,

@@ -8,6 +8,7 @@
 - hole.py        what the filters know about the hole
 - postprocess.py `postprocess`: the filters in order
 - errors.py      `syntax_errors`, `fill_errors`: what a fill would break, for the engine's choice among sizes
+- recall.py      `recalled_fills`: what followed the same text elsewhere in the document, for that choice too
 - filters/       one post-processing rule per module
 """
 
@@ -15,6 +16,7 @@ from .context import Context, Mode, Reason, analyze, one_statement
 from .errors import fill_errors, syntax_errors
 from .languages import LANGUAGES, language_for
 from .postprocess import FILTERS, postprocess
+from .recall import recalled_fills
 
 __all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "fill_errors", "language_for", "one_statement",
-           "postprocess", "syntax_errors"]
+           "postprocess", "recalled_fills", "syntax_errors"]

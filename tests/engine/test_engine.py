@@ -348,6 +348,36 @@ def test_likelihood_healing_scores_the_prefixs_last_tokens_again_with_each_fill(
     assert final is not None and final.slots == max(sums, key=sums.get)
 
 
+def test_document_candidates_are_ranked_with_the_fills_of_each_size_by_the_likelihood(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candidates = ("total", "a - b", "x" * 80)  # the last is longer than the 24 slots asked for
+    final = likelihood_fill(engine, monkeypatch, document_candidates=3)
+    plain = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
+    assert final is not None and plain is not None and (final.slots, final.text) == (plain.slots, plain.text)
+    asked = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True, document_candidates=candidates)
+    final = engine.complete(asked)
+    # the same sums from scratch: a causal pass over prefix + text + the rest of the hole's line
+    prefix = engine.prefix_ids(PREFIX)
+    texts = [engine.tokenizer.decode(fill) for fill in SIZED_TEXTS.values()] + list(candidates[:2])
+    sums = {text: causal_logprob(engine, prefix, engine.tokenizer.encode(text + "\n")) for text in texts}
+    assert final is not None and final.done and final.text == max(sums, key=sums.get)
+    # a candidate is kept whole: its tokens are the fill, each committed
+    for clean in candidates[:2]:
+        chosen = engine.complete(replace(asked, syntax_errors=lambda text, clean=clean: 0 if text == clean else 2))
+        assert chosen is not None and chosen.text == clean
+        assert chosen.slots == chosen.committed == len(engine.tokenizer.encode(clean))
+    counted: list[str] = []
+    engine.complete(replace(asked, syntax_errors=lambda text: counted.append(text) or 1))
+    assert candidates[2] not in counted, "a candidate longer than the slots asked for is not a fill"
+    engine.defaults = replace(engine.defaults, document_candidates=1)
+    chosen = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == candidates[1] else 2))
+    assert chosen is not None and chosen.text != candidates[1], "only the first document_candidates are read"
+    engine.defaults = replace(engine.defaults, document_candidates=0)
+    off = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == candidates[0] else 2))
+    assert off is not None and off.text != candidates[0], "0: off"
+
+
 def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None:
     prefix = engine.prefix_ids("x = 1")
     assert engine.heal_split(prefix, 0) == (len(prefix), "")

@@ -213,3 +213,15 @@ async def test_requests_carry_a_syntax_error_count_of_the_document_with_the_show
     assert block.syntax_errors is not None and line.syntax_errors is not None
     assert line.syntax_errors("w = w * 2") == 0 and line.syntax_errors("w = (") > 0
     assert asked[3].syntax_errors is None, "plain text: no grammar"
+
+
+async def test_requests_carry_the_fills_the_document_recalls_for_the_cursor(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert service.engine is not None
+    asked = recorded_requests(service.engine, monkeypatch)
+    prefix = "def area(width, height):\n    return width * height\n\n\nprint(area(3, 4))\nprint(area("
+    await service.infill(InfillJob("a", prefix, ")\n", language="python"))
+    await service.infill(InfillJob("b", "notes: see area(3, 4)\nthen see area(", ")\n", language=None))
+    assert asked[0].document_candidates == ("3, 4)",)
+    assert asked[1].document_candidates == ("3, 4",), "plain text too: the lookup reads text, not syntax"
