@@ -59,6 +59,10 @@ class GenerationDefaults:
     # "likelihood" also ranks up to this many of the request's document_candidates (text that followed the
     # same context elsewhere in the document) with the model's fills (0: off)
     document_candidates: int = 0
+    # a document candidate whose surroundings match the hole's over at least this many characters goes before
+    # every fill with as few syntax errors, whatever the likelihood: the causal pass reads 512 tokens of prefix
+    # and finds a line it cannot see unlikely (0: never)
+    document_candidate_trusted_chars: int = 0
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32

@@ -33,10 +33,11 @@ class InfillRequest:
     syntax_errors: how many syntax errors a fill's text would leave in the document (the caller knows the
         language and has the parser). Where several sizes are filled (length_offsets), the engine keeps a fill
         with the fewest, and only among those applies length_choice. None: length_choice alone.
-    document_candidates: fills the caller found in the rest of the document (what followed the same text
-        elsewhere), best first. Where several sizes are filled and length_choice is "likelihood", the first
+    document_candidates: (text, matching characters) for fills the caller found in the rest of the document
+        (what followed the same text elsewhere, and how many characters around it match those around the
+        hole), best first. Where several sizes are filled and length_choice is "likelihood", the first
         `GenerationDefaults.document_candidates` of them that fit the slots asked for are ranked with the
-        model's fills by the same rule: the document reaches further than the model's context.
+        model's fills: the document reaches further than the model's context.
     """
 
     prefix: str
@@ -51,7 +52,7 @@ class InfillRequest:
     length_choice: str | None = None
     pad_logit_bias: float | None = None
     syntax_errors: Callable[[str], int] | None = None
-    document_candidates: tuple[str, ...] = ()
+    document_candidates: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

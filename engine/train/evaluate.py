@@ -286,7 +286,8 @@ def sample(holes: list[Hole], per_group: int) -> list[Hole]:
 # fill is the same whatever they say, so `run` fills it once for --generation entries that differ only in them
 LENGTH_ONLY = frozenset({"length_offsets", "length_choice", "length_offsets_max_slots", "reprobe_rounds",
                          "probe_moves_suffix_head", "likelihood_suffix_lines", "multiline_pad_logit_bias",
-                         "likelihood_token_bonus", "likelihood_heal_tokens", "document_candidates"})
+                         "likelihood_token_bonus", "likelihood_heal_tokens", "document_candidates",
+                         "document_candidate_trusted_chars"})
 
 
 def run(args: argparse.Namespace) -> None:

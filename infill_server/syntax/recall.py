@@ -19,18 +19,14 @@ MAX_MATCHES = 512
 MAX_CANDIDATE_CHARS = 200
 
 
-def recalled_fills(prefix: str, suffix: str, limit: int = 4) -> tuple[str, ...]:
-    """Up to `limit` texts that, elsewhere in the document, followed the prefix's last ANCHOR_CHARS
-    characters, ran to the end of their line and ended with the rest of the cursor's line (which they
-    then leave out); best first: by how many characters around them match the text around the cursor."""
-    return tuple(fill for fill, _ in recalled_with_matches(prefix, suffix)[:limit])
-
-
-def recalled_with_matches(prefix: str, suffix: str) -> list[tuple[str, int]]:
-    """Every recalled fill, best first, with how many characters around it match the cursor's."""
+def recalled_fills(prefix: str, suffix: str, limit: int = 4) -> tuple[tuple[str, int], ...]:
+    """Up to `limit` (text, matching characters): texts that, elsewhere in the document, followed the
+    prefix's last ANCHOR_CHARS characters, ran to the end of their line and ended with the rest of the
+    cursor's line (which they then leave out), with how many characters before and after them (up to
+    COMPARED_CHARS each way) match those around the cursor; best first: by those, then the nearest."""
     anchor = prefix[-ANCHOR_CHARS:]
     if len(anchor) < ANCHOR_CHARS or len(anchor.strip()) < 2:
-        return []  # blank space or a file's first characters say nothing about what comes next
+        return ()  # blank space or a file's first characters say nothing about what comes next
     line_end = suffix.find("\n")
     rest_of_line = suffix if line_end < 0 else suffix[:line_end]
     pattern = re.compile(re.escape(anchor))
@@ -54,7 +50,7 @@ def recalled_with_matches(prefix: str, suffix: str) -> list[tuple[str, int]]:
             if fill not in best or (-matching, distance) < (-best[fill][0], best[fill][1]):
                 best[fill] = (matching, distance)
     ranked = sorted(best, key=lambda fill: (-best[fill][0], best[fill][1]))
-    return [(fill, best[fill][0]) for fill in ranked]
+    return tuple((fill, best[fill][0]) for fill in ranked[:limit])
 
 
 def _common_tail(one: str, other: str) -> int:

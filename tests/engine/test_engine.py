@@ -351,7 +351,8 @@ def test_likelihood_healing_scores_the_prefixs_last_tokens_again_with_each_fill(
 def test_document_candidates_are_ranked_with_the_fills_of_each_size_by_the_likelihood(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    candidates = ("total", "a - b", "x" * 80)  # the last is longer than the 24 slots asked for
+    texts = ("total", "a - b", "x" * 80)  # the last is longer than the 24 slots asked for
+    candidates = tuple((text, 10) for text in texts)
     final = likelihood_fill(engine, monkeypatch, document_candidates=3)
     plain = engine.complete(InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True))
     assert final is not None and plain is not None and (final.slots, final.text) == (plain.slots, plain.text)
@@ -359,23 +360,40 @@ def test_document_candidates_are_ranked_with_the_fills_of_each_size_by_the_likel
     final = engine.complete(asked)
     # the same sums from scratch: a causal pass over prefix + text + the rest of the hole's line
     prefix = engine.prefix_ids(PREFIX)
-    texts = [engine.tokenizer.decode(fill) for fill in SIZED_TEXTS.values()] + list(candidates[:2])
-    sums = {text: causal_logprob(engine, prefix, engine.tokenizer.encode(text + "\n")) for text in texts}
+    ranked = [engine.tokenizer.decode(fill) for fill in SIZED_TEXTS.values()] + list(texts[:2])
+    sums = {text: causal_logprob(engine, prefix, engine.tokenizer.encode(text + "\n")) for text in ranked}
     assert final is not None and final.done and final.text == max(sums, key=sums.get)
     # a candidate is kept whole: its tokens are the fill, each committed
-    for clean in candidates[:2]:
+    for clean in texts[:2]:
         chosen = engine.complete(replace(asked, syntax_errors=lambda text, clean=clean: 0 if text == clean else 2))
         assert chosen is not None and chosen.text == clean
         assert chosen.slots == chosen.committed == len(engine.tokenizer.encode(clean))
     counted: list[str] = []
     engine.complete(replace(asked, syntax_errors=lambda text: counted.append(text) or 1))
-    assert candidates[2] not in counted, "a candidate longer than the slots asked for is not a fill"
+    assert texts[2] not in counted, "a candidate longer than the slots asked for is not a fill"
     engine.defaults = replace(engine.defaults, document_candidates=1)
-    chosen = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == candidates[1] else 2))
-    assert chosen is not None and chosen.text != candidates[1], "only the first document_candidates are read"
+    chosen = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == texts[1] else 2))
+    assert chosen is not None and chosen.text != texts[1], "only the first document_candidates are read"
     engine.defaults = replace(engine.defaults, document_candidates=0)
-    off = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == candidates[0] else 2))
-    assert off is not None and off.text != candidates[0], "0: off"
+    off = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == texts[0] else 2))
+    assert off is not None and off.text != texts[0], "0: off"
+
+
+def test_a_document_candidate_found_among_enough_matching_characters_goes_first_among_equal_errors(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    likelihood_fill(engine, monkeypatch, document_candidates=2, document_candidate_trusted_chars=64)
+    prefix = engine.prefix_ids(PREFIX)
+    texts = ("total", "a - b")
+    sums = {text: causal_logprob(engine, prefix, engine.tokenizer.encode(text + "\n")) for text in texts}
+    likelier, other = sorted(texts, key=sums.get, reverse=True)
+    for matching, expected in ((63, likelier), (64, other)):
+        asked = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True,
+                              document_candidates=((likelier, 10), (other, matching)))
+        chosen = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text in texts else 1))
+        assert chosen is not None and chosen.text == expected, matching
+        fewer = engine.complete(replace(asked, syntax_errors=lambda text: 0 if text == likelier else 1))
+        assert fewer is not None and fewer.text == likelier, "syntax errors still come first"
 
 
 def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None:

@@ -116,3 +116,20 @@ async def test_invoked_on_a_blank_line_offers_the_block_and_one_line_from_the_sh
     assert len(texts) >= 2 and len(set(texts)) == len(texts)
     assert texts[1].strip() and "\n" not in texts[1]  # the one-line reading, second
     assert [item.insert_text for item in automatic.items] == texts[:1]  # typing: the block alone
+
+
+async def test_a_call_written_beyond_the_models_context_is_recalled_from_the_document(fresh_client: LanguageClient):
+    """The shipped model reads 512 tokens before the cursor; the call it needs is written some 900 tokens up.
+    The document candidate, found after the same three lines, is the fill the user gets."""
+    await fresh_client.initialize_session(initialize_params("visual-studio-code", {"device": "cpu"}))
+    uri = "file:///project/recall.py"
+    call = "    configure(verbose=options.verbose, colour=options.colour)\n"
+    body = '    """Read the options and configure the run."""\n    options = parse_options()\n'
+    helpers = "".join(f"def helper_{i}(value):\n    return value * {i} + {i * 7}\n\n\n" for i in range(60))
+    source = f"def run_cli():\n{body}{call}    return run(options)\n\n\n{helpers}def main():\n{body}"
+    line = source.count("\n")
+    source += "    configure()\n    return run(options)\n"
+    open_document(fresh_client, uri, source)
+    typed = await inline_completion(fresh_client, uri, line, len("    configure("),
+                                    types.InlineCompletionTriggerKind.Automatic)
+    assert [item.insert_text for item in typed.items] == ["verbose=options.verbose, colour=options.colour"]

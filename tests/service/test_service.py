@@ -223,5 +223,5 @@ async def test_requests_carry_the_fills_the_document_recalls_for_the_cursor(
     prefix = "def area(width, height):\n    return width * height\n\n\nprint(area(3, 4))\nprint(area("
     await service.infill(InfillJob("a", prefix, ")\n", language="python"))
     await service.infill(InfillJob("b", "notes: see area(3, 4)\nthen see area(", ")\n", language=None))
-    assert asked[0].document_candidates == ("3, 4)",)
-    assert asked[1].document_candidates == ("3, 4",), "plain text too: the lookup reads text, not syntax"
+    assert [text for text, _ in asked[0].document_candidates] == ["3, 4)"]
+    assert [text for text, _ in asked[1].document_candidates] == ["3, 4"], "plain text: the lookup reads text"

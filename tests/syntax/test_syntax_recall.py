@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from infill_server.syntax import recalled_fills
-from infill_server.syntax.recall import ANCHOR_CHARS, MAX_MATCHES
+from infill_server.syntax import recalled_fills as recalled
+from infill_server.syntax.recall import ANCHOR_CHARS, COMPARED_CHARS, MAX_MATCHES
 
 AREA = "def area(width, height):\n    return width * height\n\n\n"
+
+
+def recalled_fills(prefix: str, suffix: str, limit: int = 4) -> tuple[str, ...]:
+    return tuple(text for text, _ in recalled(prefix, suffix, limit))
 
 
 def test_a_call_written_before_is_recalled_up_to_the_rest_of_the_cursors_line() -> None:
@@ -32,6 +36,14 @@ def test_the_fill_whose_surroundings_match_the_cursors_longest_comes_first() -> 
     assert fills[0] == "height = height", "after the same `__init__(self, width, height)` and `self.width` line"
     assert set(fills) >= {"x = x", "y = y", "width = width"}
     assert len(recalled_fills(prefix, "\n", limit=2)) == 2
+
+
+def test_each_fill_says_how_many_characters_around_it_match_the_cursors() -> None:
+    prefix = "a = pick(1)\nb = pick(2)\nc = pick("
+    # " = pick(" (8) before "2", ")\n" (2) after it: the cursor's suffix is ")\n" alone
+    assert recalled(prefix, ")\n") == (("2", 10), ("1", 10))
+    long = "x" * (COMPARED_CHARS * 2)
+    assert recalled(long + "\nc = pick(9)\n" + long + "\nc = pick(", ")\n" + long)[0][1] == COMPARED_CHARS * 2
 
 
 def test_ties_go_to_the_nearer_line() -> None:
