@@ -291,6 +291,8 @@ class Engine:
                     self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
                 )
                 last = state.done and (final_block or self._ended(state))
+                if last and batch > 1:
+                    texts = self._offer_document_candidate(texts, request, budget)
                 yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], last)
                 if last:
                     return
@@ -420,6 +422,19 @@ class Engine:
                           logits=None, scores=torch.zeros(tokens.shape, device=self.backend.device))
             rows.append((row, 0 < trust <= matching))
         return rows
+
+    def _offer_document_candidate(self, texts: tuple[str, ...], request: InfillRequest, budget: int) -> tuple[str, ...]:
+        """Alternatives (an explicit request) offer the document's first candidate as well, since only one-row
+        fills rank it (`_fill_at_sizes`): first when trusted (`document_candidate_trusted_chars`), else in
+        place of the last alternative; as they were if it fits no `budget` slots or an alternative reads it."""
+        if self.defaults.document_candidates < 1 or not request.document_candidates:
+            return texts
+        text, matching = request.document_candidates[0]
+        if text in texts or not 0 < len(self.tokenizer.encode(text)) <= budget:
+            return texts
+        if 0 < self.defaults.document_candidate_trusted_chars <= matching:
+            return (text, *texts[:-1])
+        return (*texts[:-1], text)
 
     def _syntax_errors(self, fills: list[HoleState], count: Callable[[str], int] | None) -> list[int]:
         """The caller's syntax error count of each fill's text (row 0), each distinct text counted once; all 0

@@ -396,6 +396,24 @@ def test_a_document_candidate_found_among_enough_matching_characters_goes_first_
         assert fewer is not None and fewer.text == likelier, "syntax errors still come first"
 
 
+def test_alternatives_offer_the_documents_first_candidate_first_when_trusted_else_last(engine: Engine) -> None:
+    engine.defaults = replace(engine.defaults, document_candidates=1, document_candidate_trusted_chars=64)
+    asked = InfillRequest(PREFIX, SUFFIX, max_tokens=8, alternatives=3)
+    plain = engine.complete(asked)
+    assert plain is not None and len(plain.texts) == 3
+    candidate = "a - b" if "a - b" not in plain.texts else "b - a"
+    offered = engine.complete(replace(asked, document_candidates=((candidate, 10), ("total", 99))))
+    assert offered is not None and offered.texts == (*plain.texts[:2], candidate)
+    trusted = engine.complete(replace(asked, document_candidates=((candidate, 64),)))
+    assert trusted is not None and trusted.texts == (candidate, *plain.texts[:2])
+    for unchanged in ((plain.texts[1], 99), ("x" * 80, 99)):  # already offered; longer than the 8 slots
+        same = engine.complete(replace(asked, document_candidates=(unchanged,)))
+        assert same is not None and same.texts == plain.texts, unchanged
+    engine.defaults = replace(engine.defaults, document_candidates=0)
+    off = engine.complete(replace(asked, document_candidates=((candidate, 99),)))
+    assert off is not None and off.texts == plain.texts
+
+
 def test_heal_split_never_takes_bos_nor_half_a_character(engine: Engine) -> None:
     prefix = engine.prefix_ids("x = 1")
     assert engine.heal_split(prefix, 0) == (len(prefix), "")

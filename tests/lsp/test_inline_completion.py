@@ -120,7 +120,7 @@ async def test_invoked_on_a_blank_line_offers_the_block_and_one_line_from_the_sh
 
 async def test_a_call_written_beyond_the_models_context_is_recalled_from_the_document(fresh_client: LanguageClient):
     """The shipped model reads 512 tokens before the cursor; the call it needs is written some 900 tokens up.
-    The document candidate, found after the same three lines, is the fill the user gets."""
+    The document candidate, found after the same three lines, is the fill the user gets, typing or asking."""
     await fresh_client.initialize_session(initialize_params("visual-studio-code", {"device": "cpu"}))
     uri = "file:///project/recall.py"
     call = "    configure(verbose=options.verbose, colour=options.colour)\n"
@@ -133,3 +133,6 @@ async def test_a_call_written_beyond_the_models_context_is_recalled_from_the_doc
     typed = await inline_completion(fresh_client, uri, line, len("    configure("),
                                     types.InlineCompletionTriggerKind.Automatic)
     assert [item.insert_text for item in typed.items] == ["verbose=options.verbose, colour=options.colour"]
+    invoked = await inline_completion(fresh_client, uri, line, len("    configure("))
+    texts = [item.insert_text for item in invoked.items]
+    assert len(texts) >= 2 and texts[0] == "verbose=options.verbose, colour=options.colour", "alternatives: first"
