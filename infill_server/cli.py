@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("location", metavar="FILE:LINE:COL", help="cursor position (1-based), or FILE with --select")
     complete.add_argument("--select", metavar="L1:C1-L2:C2", help="regenerate this range instead")
     complete.add_argument("--language", help="language id (default: from the file extension)")
+    complete.add_argument("--open", nargs="+", default=[], metavar="FILE",
+                          help="other files, as if open beside it: the fill may take a line from them")
 
     batch = commands.add_parser("batch", parents=[common], help="fill JSON lines", argument_default=argparse.SUPPRESS)
     batch.add_argument("input", metavar="IN.jsonl", help='lines of {"id","prefix","suffix"} ("-" for stdin)')
@@ -199,6 +201,7 @@ async def run_complete(args: argparse.Namespace, out: IO[str]) -> int:
         steps=getattr(args, "steps", None),
         rewrite=cursor is None,
         selection=document.text[start:end],
+        open_documents=tuple(read_document(Path(other)).text for other in getattr(args, "open", [])),
     )
     service = InfillService(service_config(args))
     await service.load(progress_printer(sys.stderr))

@@ -51,6 +51,8 @@ class InfillJob:
     alternatives: int = 1
     rewrite: bool = False  # regenerate a selection: the selection is the hole
     selection: str = ""  # the selection's current text (sizes a rewrite's hole)
+    # the text of other documents open in the editor, the most relevant first: the document lookup reads them
+    open_documents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ class InfillService:
             fit_length=None if context.mode is Mode.SINGLE_LINE and not job.rewrite else False,
             pad_logit_bias=self.pad_logit_bias(job, context, engine),
             syntax_errors=fill_errors(job.prefix, job.suffix, context),
-            document_candidates=recalled_fills(job.prefix, job.suffix),
+            document_candidates=recalled_fills(job.prefix, job.suffix, others=job.open_documents),
             **LENGTH_RULES[self.config.length],
         )
         line_request = None

@@ -38,6 +38,7 @@ async def inline_completion(
         language_for(document.language_id, document.path)
     ):
         return _EMPTY
+    ls.open_documents.touch(uri)
     text = document.source
     offset = offset_at(text, params.position, ls.position_encoding)
     cursor = position_at(text, offset, ls.position_encoding)  # clamped: a position past the end moves here
@@ -60,12 +61,14 @@ async def inline_completion(
         return _EMPTY
     from infill_server.service import InfillJob, ServiceError  # loaded by now; see service_host
 
+    language = language_for(document.language_id, document.path)
     job = InfillJob(
         document=uri,
         prefix=context.prefix,
         suffix=context.suffix,
-        language=language_for(document.language_id, document.path),
+        language=language,
         alternatives=INVOKED_ALTERNATIVES if invoked else 1,
+        open_documents=ls.open_documents.others(ls.workspace, uri, language),
     )
     try:
         result = await service.infill(job, on_update=stream.update)

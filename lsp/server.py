@@ -15,6 +15,7 @@ from pygls.lsp.server import LanguageServer
 
 from infill_server.config import ServiceConfig
 from lsp.jsonrpc import InfillProtocol
+from lsp.open_documents import OpenDocuments
 from lsp.positions import UTF16
 from lsp.service_host import ServiceHost
 
@@ -37,6 +38,7 @@ class InfillLanguageServer(LanguageServer):
             protocol_cls=InfillProtocol,
         )
         self.host = ServiceHost(self, config)
+        self.open_documents = OpenDocuments()
 
     @property
     def position_encoding(self) -> str:

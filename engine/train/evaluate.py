@@ -239,8 +239,9 @@ def score(rows: list[tuple[Hole, str, float]]) -> Score:
 
 def fill_all(
     engine, holes: list[Hole], length: str, tokens_per_step: float, fit_length: bool = False,
-    after_keystroke: bool = False,
+    after_keystroke: bool = False, open_documents: dict[str, tuple[str, ...]] | None = None,
 ) -> list[tuple[Hole, str, float]]:
+    """`open_documents`: hole id -> the text of the files open beside its own (`open_files`)."""
     from engine import InfillRequest
 
     # the product's own sizing, clean-up and syntax check
@@ -266,13 +267,37 @@ def fill_all(
         request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps, fit_length=fit,
                                 cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias,
                                 syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context),
-                                document_candidates=() if context is None else recalled_fills(hole.prefix, hole.suffix))
+                                document_candidates=() if context is None else recalled_fills(
+                                    hole.prefix, hole.suffix, others=(open_documents or {}).get(hole.id, ())))
         final = engine.complete(request)
         text = final.text if final is not None else ""
         if context is not None:
             text = postprocess(text, hole.prefix, hole.suffix, context)
         out.append((hole, text, (time.perf_counter() - started) * 1000))
     return out
+
+
+def open_files(holes: list[Hole], sampled: list[Hole], count: int) -> dict[str, tuple[str, ...]]:
+    """hole id -> the text of up to `count` other held-out files as if open beside the hole's own in an
+    editor: files of the same package (a path's first folder, or its first two under node_modules) and
+    extension, the nearest in path order first. A file's text is any of its holes put back together."""
+    def package(path: str) -> str:
+        parts = path.split("/")
+        return "/".join(parts[:2] if parts[0] == "node_modules" else parts[:1])
+
+    texts: dict[str, str] = {}
+    for hole in holes:
+        texts.setdefault(hole.id.split("#")[0], hole.prefix + hole.middle + hole.suffix)
+    paths = sorted(texts)
+    where = {path: index for index, path in enumerate(paths)}
+    opened = {}
+    for hole in sampled:
+        own = hole.id.split("#")[0]
+        beside = [path for path in paths if path != own and package(path) == package(own)
+                  and path.rsplit(".", 1)[-1] == own.rsplit(".", 1)[-1]]
+        beside.sort(key=lambda path: abs(where[path] - where[own]))
+        opened[hole.id] = tuple(texts[path] for path in beside[:count])
+    return opened
 
 
 def sample(holes: list[Hole], per_group: int) -> list[Hole]:
@@ -294,14 +319,16 @@ def run(args: argparse.Namespace) -> None:
     from engine import Engine
 
     engine = Engine.load(args.model, device=args.device)
-    holes = sample([hole for hole in load_holes(args.holes) if hole.kind in args.kinds], args.per_group)
+    every_hole = load_holes(args.holes)
+    holes = sample([hole for hole in every_hole if hole.kind in args.kinds], args.per_group)
     results = []
     fills = []  # every hole's fill per setting, for paired comparisons of two runs (`compare`)
     true_length_fills: dict[str, list[tuple[Hole, str, float]]] = {}  # filled once per decoding that matters
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
     settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
-    for generation in args.generation:
+    for generation, opened in [(generation, count) for count in args.open_files for generation in args.generation]:
+        beside = open_files(every_hole, holes, opened) if opened else None
         for length, fit, head in settings:
             engine.defaults = replace(trained, **generation, suffix_head_tokens=head)
             for tokens_per_step in args.tokens_per_step:
@@ -310,11 +337,12 @@ def run(args: argparse.Namespace) -> None:
                 if length == "true" and decoding in true_length_fills:
                     filled = true_length_fills[decoding]  # the same fills (and times): only the length differed
                 else:
-                    filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke)
+                    filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke, beside)
                     if length == "true":
                         true_length_fills[decoding] = filled
                 setting = {"length": length, "fit_length": fit, "suffix_head": head,
-                           "tokens_per_step": tokens_per_step, "generation": generation}
+                           "tokens_per_step": tokens_per_step, "generation": generation,
+                           **({"open_files": opened} if opened else {})}
                 for (language, kind), rows in _grouped(filled).items():
                     results.append({**setting, "language": language, "kind": kind, **score(rows).__dict__})
                     print(_row(results[-1]), flush=True)
@@ -331,8 +359,8 @@ def paired(first: dict, second: dict | None = None, middles: dict[str, str] | No
     """`run --out` files -> the holes exact under one decoding only, each way, and the two-sided sign test's
     p-value on them (McNemar's exact test). Two files: each setting against the same setting of the
     other (`across_generation`: against every setting of the other that differs at most in its generation
-    overrides, so that runs of different sessions pair up). One file: each --generation entry against the
-    run's first one (the baseline), at the same length, probe, suffix head and tokens a step. A paired test
+    overrides, so that runs of different sessions pair up). One file: each --generation (and --open-files) entry
+    against the run's first one (the baseline), at the same length, probe, suffix head and tokens a step. A paired test
     sees a 2-point change that two separate proportions over a few hundred holes cannot tell from chance.
     With `middles` (hole id -> the real middle), edit similarity is paired too: multi-line holes are
     seldom exact, so their comparisons live there."""
@@ -348,8 +376,9 @@ def paired(first: dict, second: dict | None = None, middles: dict[str, str] | No
     else:
         baselines: dict[str, dict] = {}
         for entry in first.get("fills", []):
-            baseline = baselines.setdefault(key(entry, ("generation",)), entry)
-            if baseline is not entry and baseline["generation"] != entry["generation"]:
+            baseline = baselines.setdefault(key(entry, ("generation", "open_files")), entry)
+            if baseline is not entry and (baseline["generation"], baseline.get("open_files")) != (
+                    entry["generation"], entry.get("open_files")):
                 comparisons.append((entry, baseline, entry))
     return [_compared(shown, one, other, middles) for shown, one, other in comparisons]
 
@@ -480,6 +509,9 @@ def main(argv: list[str] | None = None) -> None:
                       help="suffix tokens on the canvas, one run each (default: 64)")
     fill.add_argument("--generation", type=json.loads, nargs="+", default=[{}],
                       help="generation_config overrides, a JSON object each, one run each (default: {} = as shipped)")
+    fill.add_argument("--open-files", type=lambda s: [int(x) for x in s.split(",")], default=[0],
+                      help="other held-out files of the hole's package open beside it, whose lines the document "
+                      "lookup reads too; one run each (default: 0)")
     fill.add_argument("--after-keystroke", action="store_true",
                       help="fill each hole right after a fill one character earlier (warm per-document caches)")
     fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON")

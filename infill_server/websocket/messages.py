@@ -13,6 +13,7 @@ from typing import Any
 
 from infill_server.config import MAX_HOLE_TOKENS
 from infill_server.protocol import WS_CANCEL, WS_ERROR, WS_INFILL, WS_REFINEMENT, WS_RESULT
+from infill_server.syntax.recall import MAX_OTHER_DOCUMENTS
 from infill_server.websocket.positions import PositionError, offset_at
 
 RequestId = str | int
@@ -41,8 +42,9 @@ MAX_ID_INT = 2**53  # the largest integer a JavaScript client represents exactly
 MAX_TOKENS_LIMIT = MAX_HOLE_TOKENS
 MAX_STEPS_LIMIT = 256
 MAX_NAME_LENGTH = 256  # language and uri
+MAX_OPEN_DOCUMENTS = MAX_OTHER_DOCUMENTS  # the document lookup reads no more
 
-_INFILL_COMMON = ("type", "id", "uri", "language", "max_tokens", "steps")
+_INFILL_COMMON = ("type", "id", "uri", "language", "max_tokens", "steps", "open_documents")
 INFILL_TEXT_FIELDS = frozenset(_INFILL_COMMON + ("prefix", "suffix"))
 INFILL_DOCUMENT_FIELDS = frozenset(_INFILL_COMMON + ("document", "position", "selection"))
 CANCEL_FIELDS = frozenset(("type", "id"))
@@ -73,6 +75,7 @@ class InfillMessage:
     language: str | None = None
     max_tokens: int | None = None
     steps: int | None = None
+    open_documents: tuple[str, ...] = ()  # the text of other documents open in the tool
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def _infill(data: dict[str, Any], id: RequestId) -> InfillMessage:
         "language": _optional_name(data, "language", id),
         "max_tokens": _optional_int(data, "max_tokens", MAX_TOKENS_LIMIT, id),
         "steps": _optional_int(data, "steps", MAX_STEPS_LIMIT, id),
+        "open_documents": _optional_texts(data, "open_documents", MAX_OPEN_DOCUMENTS, id),
     }
     if "document" in data:
         _no_unknown_fields(data, INFILL_DOCUMENT_FIELDS, id)
@@ -189,6 +193,15 @@ def _optional_name(data: dict[str, Any], field: str, id: RequestId) -> str | Non
     if not 0 < len(value) <= MAX_NAME_LENGTH:
         raise MessageError(INVALID_MESSAGE, f"field '{field}' must be 1 to {MAX_NAME_LENGTH} characters", id)
     return value
+
+
+def _optional_texts(data: dict[str, Any], field: str, limit: int, id: RequestId) -> tuple[str, ...]:
+    value = data.get(field)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > limit:
+        raise MessageError(INVALID_MESSAGE, f"field '{field}' must be an array of at most {limit} strings", id)
+    return tuple(_text({field: text}, field, id) for text in value)
 
 
 def _optional_int(data: dict[str, Any], field: str, limit: int, id: RequestId) -> int | None:

@@ -159,6 +159,7 @@ class _Connection:
             steps=message.steps,
             rewrite=message.rewrite,
             selection=message.selection,
+            open_documents=message.open_documents,
         )
         request = _Request()
         request.task = asyncio.create_task(self._infill(id, job, request), name=f"ws{self.number}-{id!r}")

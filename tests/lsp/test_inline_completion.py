@@ -136,3 +136,24 @@ async def test_a_call_written_beyond_the_models_context_is_recalled_from_the_doc
     invoked = await inline_completion(fresh_client, uri, line, len("    configure("))
     texts = [item.insert_text for item in invoked.items]
     assert len(texts) >= 2 and texts[0] == "verbose=options.verbose, colour=options.colour", "alternatives: first"
+
+
+async def test_a_call_written_in_another_open_document_of_the_language_is_recalled(fresh_client: LanguageClient):
+    """The same three lines, then the call, in a sibling module open beside this one: its call is the ghost
+    text. The same module opened as another language is not read."""
+    await fresh_client.initialize_session(initialize_params("visual-studio-code", {"device": "cpu"}))
+    lines = ('def main():\n    """Read the options and configure the run."""\n    options = parse_options()\n'
+             "    configure(")
+    sibling = lines + "verbose=options.verbose, colour=options.colour)\n    return run(options)\n"
+    source = lines + ")\n    return run(options)\n"
+    cursor = (3, len("    configure("))
+    open_document(fresh_client, "file:///project/cli_other.js", sibling, language="javascript")
+    open_document(fresh_client, "file:///project/alone.py", source)
+    alone = await inline_completion(fresh_client, "file:///project/alone.py", *cursor,
+                                    types.InlineCompletionTriggerKind.Automatic)
+    assert [item.insert_text for item in alone.items] != ["verbose=options.verbose, colour=options.colour"]
+    open_document(fresh_client, "file:///project/cli_old.py", sibling)
+    open_document(fresh_client, "file:///project/cli.py", source)
+    typed = await inline_completion(fresh_client, "file:///project/cli.py", *cursor,
+                                    types.InlineCompletionTriggerKind.Automatic)
+    assert [item.insert_text for item in typed.items] == ["verbose=options.verbose, colour=options.colour"]

@@ -67,6 +67,20 @@ def test_empty_file_fills(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_complete_takes_a_line_from_a_file_open_beside_it_with_the_shipped_model(tmp_path: Path) -> None:
+    lines = ('def main():\n    """Read the options and configure the run."""\n    options = parse_options()\n'
+             "    configure(")
+    call = "verbose=options.verbose, colour=options.colour"
+    (tmp_path / "old_cli.py").write_text(f"{lines}{call})\n    return run(options)\n", encoding="utf-8")
+    (tmp_path / "cli.py").write_text(f"{lines})\n    return run(options)\n", encoding="utf-8")
+    where = f"{tmp_path / 'cli.py'}:4:{len('    configure(') + 1}"
+    beside = run("complete", where, "--open", str(tmp_path / "old_cli.py"), "--device", "cpu")
+    assert beside.returncode == 0, beside.stderr
+    assert beside.stdout.rstrip("\n") == call
+    missing = run("complete", where, "--open", str(tmp_path / "gone.py"), "--device", "cpu")
+    assert missing.returncode == 2 and "gone.py: no such file" in missing.stderr
+
+
 def test_broken_model_directory_is_named_in_one_line(source: Path, tmp_path: Path) -> None:
     result = run("complete", f"{source}:2:12", "--model", str(tmp_path / "no-model"))
     assert result.returncode == 1

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from infill_server.syntax import recalled_fills as recalled
-from infill_server.syntax.recall import ANCHOR_CHARS, COMPARED_CHARS, MAX_MATCHES
+from infill_server.syntax.recall import ANCHOR_CHARS, COMPARED_CHARS, MAX_MATCHES, MAX_OTHER_DOCUMENTS
 
 AREA = "def area(width, height):\n    return width * height\n\n\n"
 
 
-def recalled_fills(prefix: str, suffix: str, limit: int = 4) -> tuple[str, ...]:
-    return tuple(text for text, _ in recalled(prefix, suffix, limit))
+def recalled_fills(prefix: str, suffix: str, limit: int = 4, others: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return tuple(text for text, _ in recalled(prefix, suffix, limit, others))
 
 
 def test_a_call_written_before_is_recalled_up_to_the_rest_of_the_cursors_line() -> None:
@@ -68,3 +68,18 @@ def test_a_common_anchor_in_a_large_file_reads_a_bounded_number_of_matches() -> 
     assert len(fills) == 4 and all(fill.startswith("field_") for fill in fills)
     read = {int(fill.split()[-1]) for fill in fills}
     assert min(read) >= MAX_MATCHES * 3, "only the matches nearest the cursor are read"
+
+
+def test_other_open_documents_are_read_after_the_document_itself() -> None:
+    prefix = "import helpers\n\nresult = helpers.area("
+    sibling = "import helpers\n\nvalue = helpers.area(width, height)"  # no newline at its end: still a line
+    assert recalled_fills(prefix, ")\n") == ()
+    assert recalled_fills(prefix, ")\n", others=(sibling,)) == ("width, height",)
+    # equal matching characters: the document's own line first, then the others in the caller's order
+    own = "value = helpers.area(3, 4)\n" + prefix
+    others = ("value = helpers.area(width, height)\n", "value = helpers.area(1, 1)\n")
+    assert recalled_fills(own, ")\n", others=others) == ("3, 4", "width, height", "1, 1")
+    # more matching characters win wherever they are
+    assert recalled_fills(own, ")\n", others=("import helpers\n\nresult = helpers.area(5, 6)\n",))[0] == "5, 6"
+    late = ("",) * MAX_OTHER_DOCUMENTS + (sibling,)
+    assert recalled_fills(prefix, ")\n", others=late) == (), "only the first MAX_OTHER_DOCUMENTS are read"

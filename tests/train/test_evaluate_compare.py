@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.train.evaluate import length_shares, main, paired, sign_test
+from engine.train.evaluate import Hole, length_shares, main, open_files, paired, sign_test
 
 
 def test_the_sign_test_is_exact_and_two_sided() -> None:
@@ -86,6 +86,26 @@ def test_one_file_compares_each_generation_entry_with_the_first() -> None:
     (row,) = paired(run)
     assert row["setting"]["generation"] == {"length_choice": "likelihood"}
     assert (row["first_only"], row["second_only"], row["holes"]) == (1, 2, 3)  # baseline first
+
+
+def test_one_file_compares_each_open_files_entry_with_the_first() -> None:
+    run = {"fills": [run_entry({"a": True, "b": False}), {**run_entry({"a": True, "b": True}), "open_files": 4}]}
+    (row,) = paired(run)
+    assert row["setting"]["open_files"] == 4 and (row["first_only"], row["second_only"]) == (0, 1)
+
+
+def test_open_files_are_the_nearest_files_of_the_same_package_and_extension() -> None:
+    def hole(path: str, text: str) -> Hole:
+        return Hole(f"{path}#single1", "python", "single_line", text[:3], text[3:5], text[5:])
+
+    holes = [hole(path, f"<{path}>") for path in (
+        "lib/a.py", "lib/b.py", "lib/c.py", "lib/d.js", "other/e.py",
+        "node_modules/x/f.js", "node_modules/x/g.js", "node_modules/y/h.js")]
+    opened = open_files(holes, holes, 2)
+    assert opened["lib/a.py#single1"] == ("<lib/b.py>", "<lib/c.py>")
+    assert opened["lib/c.py#single1"] == ("<lib/b.py>", "<lib/a.py>"), "the nearest in path order first"
+    assert opened["other/e.py#single1"] == (), "no other file of its package"
+    assert opened["node_modules/x/f.js#single1"] == ("<node_modules/x/g.js>",), "a package under node_modules"
 
 
 def test_two_files_pair_across_generation_and_edit_similarity_is_paired_with_the_middles() -> None:

@@ -43,6 +43,13 @@ def test_selection_becomes_a_rewrite_of_that_range() -> None:
     assert (message.prefix, message.suffix, message.rewrite) == ("a = ", " + 1\n", True)
 
 
+def test_open_documents_are_parsed_as_texts() -> None:
+    message = parse(frame(type="infill", id="a", prefix="x", open_documents=["one", "\U0001F600 \u4f60"]))
+    assert isinstance(message, InfillMessage) and message.open_documents == ("one", "\U0001F600 \u4f60")
+    assert parse(frame(type="infill", id="a", document="x", position={"line": 0, "character": 1},
+                       open_documents=[])).open_documents == ()
+
+
 def test_cancel_is_parsed() -> None:
     assert parse(frame(type="cancel", id="a")) == CancelMessage("a")
 
@@ -106,6 +113,13 @@ def test_cancel_is_parsed() -> None:
             frame(type="infill", id="a", document="abc", selection={"start": {"line": 0, "character": 0}}),
             messages.INVALID_MESSAGE, True, "'selection.end'",
         ),
+        (frame(type="infill", id="a", prefix="", open_documents="x"), messages.INVALID_MESSAGE, True, "open_documents"),
+        (frame(type="infill", id="a", prefix="", open_documents=[1]), messages.INVALID_MESSAGE, True, "open_documents"),
+        (
+            frame(type="infill", id="a", prefix="", open_documents=["x"] * (messages.MAX_OPEN_DOCUMENTS + 1)),
+            messages.INVALID_MESSAGE, True, "at most 8",
+        ),
+        (frame(type="infill", id="a", prefix="", open_documents=["\ud800"]), messages.INVALID_MESSAGE, True, "surrogate"),
         (frame(type="cancel"), messages.INVALID_MESSAGE, False, "missing field 'id'"),
         (frame(type="cancel", id="a", reason="x"), messages.INVALID_MESSAGE, True, "'reason'"),
     ],

@@ -158,3 +158,32 @@ async def test_ids_are_echoed_exactly_including_integers_and_unicode(server: WsS
         streams = await collect(ws, ids)
     for stream in streams.values():
         assert_complete(stream)
+
+
+async def test_a_line_written_in_an_open_document_is_the_fill_with_the_shipped_model() -> None:
+    """open_documents reach the document lookup: the sibling's call, after the same three lines, is the
+    result; without them it is not."""
+    from infill_server.config import ServiceConfig
+    from infill_server.service import InfillService
+    from infill_server.websocket.server import open_server
+
+    from .conftest import ALLOWED_ORIGIN, TOKEN
+
+    lines = ('def main():\n    """Read the options and configure the run."""\n    options = parse_options()\n'
+             "    configure(")
+    call = "verbose=options.verbose, colour=options.colour"
+    sibling = f"{lines}{call})\n    return run(options)\n"
+    service = InfillService(ServiceConfig(device="cpu"))
+    await service.load()
+    try:
+        async with open_server(service, token=TOKEN, allow_origins=(ALLOWED_ORIGIN,)) as running, \
+                client(running) as ws:
+            fields = {"type": "infill", "prefix": lines, "suffix": ")\n    return run(options)\n",
+                      "language": "python"}
+            await send(ws, id="alone", **fields)
+            await send(ws, id="beside", open_documents=[sibling], **fields)
+            streams = await collect(ws, {"alone", "beside"})
+    finally:
+        service.close()
+    assert streams["beside"].final is not None and streams["beside"].final["text"] == call
+    assert streams["alone"].final is not None and streams["alone"].final["text"] != call
