@@ -9,6 +9,7 @@ own fills (InfillRequest.document_candidates).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 
@@ -19,9 +20,11 @@ COMPARED_CHARS = 256
 # a common anchor (`self.`) may occur thousands of times in a large file: the nearest ones are read
 MAX_MATCHES = 512
 MAX_CANDIDATE_CHARS = 200
-# other open documents: the first this many (the caller's order), each read up to this many characters
+# other open documents: the first this many (the caller's order), each read up to this many characters and
+# this many matches (a line where every match agrees on nothing costs ~8 us a match)
 MAX_OTHER_DOCUMENTS = 8
 MAX_OTHER_CHARS = 256_000
+MAX_OTHER_MATCHES = 128
 
 
 def recalled_fills(prefix: str, suffix: str, limit: int = 4,
@@ -40,12 +43,12 @@ def recalled_fills(prefix: str, suffix: str, limit: int = 4,
     best: dict[str, tuple[int, int, int]] = {}  # fill -> (-matching characters, document, distance)
     # the matches nearest the cursor on each side; in the prefix, not the one that ends at the cursor
     earlier = [match.end() for match in pattern.regex.finditer(prefix, 0, len(prefix) - 1)][-MAX_MATCHES:]
-    later = [match.end() for match in pattern.regex.finditer(suffix)][:MAX_MATCHES]
+    later = [match.end() for match in itertools.islice(pattern.regex.finditer(suffix), MAX_MATCHES)]
     pattern.collect(best, prefix, earlier, 0, lambda offset: len(prefix) - offset, line_may_run_on=False)
     pattern.collect(best, suffix, later, 0, lambda offset: offset)
     for rank, other in enumerate(others[:MAX_OTHER_DOCUMENTS], start=1):
         text = other[:MAX_OTHER_CHARS]
-        found = [match.end() for match in pattern.regex.finditer(text)][:MAX_MATCHES]
+        found = [match.end() for match in itertools.islice(pattern.regex.finditer(text), MAX_OTHER_MATCHES)]
         pattern.collect(best, text, found, rank, lambda offset: offset)
     ranked = sorted(best, key=best.__getitem__)
     return tuple((fill, -best[fill][0]) for fill in ranked[:limit])

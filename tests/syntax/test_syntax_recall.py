@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from infill_server.syntax import recalled_fills as recalled
-from infill_server.syntax.recall import ANCHOR_CHARS, COMPARED_CHARS, MAX_MATCHES, MAX_OTHER_DOCUMENTS
+from infill_server.syntax.recall import (
+    ANCHOR_CHARS,
+    COMPARED_CHARS,
+    MAX_MATCHES,
+    MAX_OTHER_DOCUMENTS,
+    MAX_OTHER_MATCHES,
+)
 
 AREA = "def area(width, height):\n    return width * height\n\n\n"
 
@@ -83,3 +89,6 @@ def test_other_open_documents_are_read_after_the_document_itself() -> None:
     assert recalled_fills(own, ")\n", others=("import helpers\n\nresult = helpers.area(5, 6)\n",))[0] == "5, 6"
     late = ("",) * MAX_OTHER_DOCUMENTS + (sibling,)
     assert recalled_fills(prefix, ")\n", others=late) == (), "only the first MAX_OTHER_DOCUMENTS are read"
+    many = "".join(f"value = helpers.area({index}, 0)\n" for index in range(MAX_OTHER_MATCHES + 50))
+    read = {int(text.split(",")[0]) for text in recalled_fills(prefix, ")\n", limit=500, others=(many,))}
+    assert read == set(range(MAX_OTHER_MATCHES)), "another document's first MAX_OTHER_MATCHES matches"
