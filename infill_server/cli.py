@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING
 from infill_server.config import LENGTHS, ConfigError, ServiceConfig
 from infill_server.errors import EngineError, ServiceError
 from infill_server.syntax import language_for
+from infill_server.syntax.recall import MAX_OTHER_DOCUMENTS
 
 if TYPE_CHECKING:
     from infill_server.service import InfillService, Update
@@ -263,6 +264,9 @@ async def _batch_line(service: InfillService, line: str, number: int, args: argp
     if not isinstance(item, dict) or not isinstance(item.get("prefix"), str) or not isinstance(item.get("suffix", ""), str):
         return {"id": item.get("id") if isinstance(item, dict) else None, "line": number,
                 "error": 'expected {"id", "prefix": string, "suffix": string}'}
+    open_documents = item.get("open_documents", [])
+    if not isinstance(open_documents, list) or not all(isinstance(text, str) for text in open_documents):
+        return {"id": item.get("id"), "line": number, "error": "open_documents: expected an array of strings"}
     max_tokens = item.get("max_tokens", getattr(args, "max_tokens", None))
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0):
         return {"id": item.get("id"), "line": number, "error": "max_tokens: expected an integer >= 0"}
@@ -273,6 +277,7 @@ async def _batch_line(service: InfillService, line: str, number: int, args: argp
         language=language_for(item.get("language"), None) if isinstance(item.get("language"), str) else None,
         max_tokens=max_tokens,
         steps=getattr(args, "steps", None),
+        open_documents=tuple(open_documents[:MAX_OTHER_DOCUMENTS]),
     )
     started = time.perf_counter()
     result = await service.infill(job)

@@ -79,6 +79,11 @@ def test_complete_takes_a_line_from_a_file_open_beside_it_with_the_shipped_model
     assert beside.stdout.rstrip("\n") == call
     missing = run("complete", where, "--open", str(tmp_path / "gone.py"), "--device", "cpu")
     assert missing.returncode == 2 and "gone.py: no such file" in missing.stderr
+    line = {"id": 1, "prefix": lines, "suffix": ")\n    return run(options)\n", "language": "python",
+            "open_documents": [(tmp_path / "old_cli.py").read_text(encoding="utf-8")]}
+    batch = run("batch", "-", "--device", "cpu", stdin=json.dumps(line) + "\n")
+    assert batch.returncode == 0, batch.stderr
+    assert json.loads(batch.stdout)["middle"] == call
 
 
 def test_broken_model_directory_is_named_in_one_line(source: Path, tmp_path: Path) -> None:
@@ -93,15 +98,17 @@ def test_batch_keeps_order_and_reports_bad_lines(tmp_path: Path, tiny_model_dir:
         "not json",
         {"id": "c", "prefix": "x = ", "suffix": "\n", "max_tokens": 4},
         {"id": "d", "prefix": 3},
+        {"id": "e", "prefix": "x = ", "open_documents": "x = 1"},
     ]
     infile = tmp_path / "in.jsonl"
     infile.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
     outfile = tmp_path / "out.jsonl"
     result = run("batch", str(infile), "-o", str(outfile), "--model", str(tiny_model_dir), "--device", "cpu")
     records = [json.loads(line) for line in outfile.read_text().splitlines()]
-    assert [r.get("id") for r in records] == ["a", None, "c", "d"]
+    assert [r.get("id") for r in records] == ["a", None, "c", "d", "e"]
     assert set(records[0]) == {"id", "middle", "steps", "ms"}
     assert "invalid JSON" in records[1]["error"] and "prefix" in records[3]["error"]
+    assert "open_documents" in records[4]["error"]
     assert result.returncode == 1  # some lines failed; the rest were still written
 
 
