@@ -215,13 +215,16 @@ async def test_requests_carry_a_syntax_error_count_of_the_document_with_the_show
     assert asked[3].syntax_errors is None, "plain text: no grammar"
 
 
-async def test_requests_carry_the_fills_the_document_recalls_for_the_cursor(
+async def test_requests_carry_the_fills_the_document_and_the_open_ones_recall_for_the_cursor(
     service: InfillService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert service.engine is not None
     asked = recorded_requests(service.engine, monkeypatch)
     prefix = "def area(width, height):\n    return width * height\n\n\nprint(area(3, 4))\nprint(area("
-    await service.infill(InfillJob("a", prefix, ")\n", language="python"))
-    await service.infill(InfillJob("b", "notes: see area(3, 4)\nthen see area(", ")\n", language=None))
-    assert [text for text, _ in asked[0].document_candidates] == ["3, 4)"]
-    assert [text for text, _ in asked[1].document_candidates] == ["3, 4"], "plain text: the lookup reads text"
+    jobs = [InfillJob("a", prefix, ")\n", language="python"),
+            InfillJob("b", "notes: see area(3, 4)\nthen see area(", ")\n", language=None),
+            InfillJob("c", "print(area(", ")\n", language="python", open_documents=("x = 1\nprint(area(5, 6))\n",))]
+    for job in jobs:
+        await service.infill(job)
+    recalled = [[text for text, _ in request.document_candidates] for request in asked]
+    assert recalled == [["3, 4)"], ["3, 4"], ["5, 6)"]], "plain text too: the lookup reads text, not syntax"
