@@ -217,6 +217,11 @@ def is_exact(hole: Hole, fill: str) -> bool:
     return fill.strip() == hole.middle.strip()
 
 
+def shown_fill(hole: Hole, texts: list[str]) -> str:
+    """Of a hole's alternatives, the one the user would take: an exact one where there is one, else the first."""
+    return next((text for text in texts if is_exact(hole, text)), texts[0])
+
+
 def score(rows: list[tuple[Hole, str, float]]) -> Score:
     exact = [is_exact(hole, fill) for hole, fill, _ in rows]
     similarity = [edit_similarity(fill.strip(), hole.middle.strip()) for hole, fill, _ in rows]
@@ -240,8 +245,11 @@ def score(rows: list[tuple[Hole, str, float]]) -> Score:
 def fill_all(
     engine, holes: list[Hole], length: str, tokens_per_step: float, fit_length: bool = False,
     after_keystroke: bool = False, open_documents: dict[str, tuple[str, ...]] | None = None,
+    alternatives: int = 1,
 ) -> list[tuple[Hole, str, float]]:
-    """`open_documents`: hole id -> the text of the files open beside its own (`open_files`)."""
+    """`open_documents`: hole id -> the text of the files open beside its own (`open_files`). `alternatives`:
+    fill as an explicit request does, several fills a hole, and keep an exact one where there is one (the
+    first otherwise): exact match then counts holes where the user would find the middle among them."""
     from engine import InfillRequest
 
     # the product's own sizing, clean-up and syntax check
@@ -265,14 +273,16 @@ def fill_all(
                                           fit_length=fit, cache_key=hole.id, pad_logit_bias=pad_logit_bias))
         started = time.perf_counter()
         request = InfillRequest(hole.prefix, hole.suffix, max_tokens=slots, steps=steps, fit_length=fit,
+                                alternatives=alternatives,
                                 cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias,
                                 syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context),
                                 document_candidates=() if context is None else recalled_fills(
                                     hole.prefix, hole.suffix, others=(open_documents or {}).get(hole.id, ())))
         final = engine.complete(request)
-        text = final.text if final is not None else ""
+        texts = list(final.texts) if final is not None else [""]
         if context is not None:
-            text = postprocess(text, hole.prefix, hole.suffix, context)
+            texts = [postprocess(text, hole.prefix, hole.suffix, context) for text in texts]
+        text = shown_fill(hole, texts)
         out.append((hole, text, (time.perf_counter() - started) * 1000))
     return out
 
@@ -327,22 +337,26 @@ def run(args: argparse.Namespace) -> None:
     trained = engine.defaults
     settings = [("true", False, head) for head in args.suffix_head]
     settings += [("unknown", fit, head) for fit in args.fit_length for head in args.suffix_head]
-    for generation, opened in [(generation, count) for count in args.open_files for generation in args.generation]:
+    runs = [(generation, count, rows) for rows in args.alternatives for count in args.open_files
+            for generation in args.generation]
+    for generation, opened, alternatives in runs:
         beside = open_files(every_hole, holes, opened) if opened else None
         for length, fit, head in settings:
             engine.defaults = replace(trained, **generation, suffix_head_tokens=head)
             for tokens_per_step in args.tokens_per_step:
                 decoding = json.dumps([{key: value for key, value in generation.items() if key not in LENGTH_ONLY},
-                                       head, tokens_per_step], sort_keys=True)
+                                       head, tokens_per_step, alternatives], sort_keys=True)
                 if length == "true" and decoding in true_length_fills:
                     filled = true_length_fills[decoding]  # the same fills (and times): only the length differed
                 else:
-                    filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke, beside)
+                    filled = fill_all(engine, holes, length, tokens_per_step, fit, args.after_keystroke, beside,
+                                      alternatives)
                     if length == "true":
                         true_length_fills[decoding] = filled
                 setting = {"length": length, "fit_length": fit, "suffix_head": head,
                            "tokens_per_step": tokens_per_step, "generation": generation,
-                           **({"open_files": opened} if opened else {})}
+                           **({"open_files": opened} if opened else {}),
+                           **({"alternatives": alternatives} if alternatives > 1 else {})}
                 for (language, kind), rows in _grouped(filled).items():
                     results.append({**setting, "language": language, "kind": kind, **score(rows).__dict__})
                     print(_row(results[-1]), flush=True)
@@ -359,7 +373,7 @@ def paired(first: dict, second: dict | None = None, middles: dict[str, str] | No
     """`run --out` files -> the holes exact under one decoding only, each way, and the two-sided sign test's
     p-value on them (McNemar's exact test). Two files: each setting against the same setting of the
     other (`across_generation`: against every setting of the other that differs at most in its generation
-    overrides, so that runs of different sessions pair up). One file: each --generation (and --open-files) entry
+    overrides, so that runs of different sessions pair up). One file: each --generation (--open-files, --alternatives) entry
     against the run's first one (the baseline), at the same length, probe, suffix head and tokens a step. A paired test
     sees a 2-point change that two separate proportions over a few hundred holes cannot tell from chance.
     With `middles` (hole id -> the real middle), edit similarity is paired too: multi-line holes are
@@ -376,9 +390,9 @@ def paired(first: dict, second: dict | None = None, middles: dict[str, str] | No
     else:
         baselines: dict[str, dict] = {}
         for entry in first.get("fills", []):
-            baseline = baselines.setdefault(key(entry, ("generation", "open_files")), entry)
-            if baseline is not entry and (baseline["generation"], baseline.get("open_files")) != (
-                    entry["generation"], entry.get("open_files")):
+            varied = ("generation", "open_files", "alternatives")
+            baseline = baselines.setdefault(key(entry, varied), entry)
+            if baseline is not entry and [baseline.get(name) for name in varied] != [entry.get(name) for name in varied]:
                 comparisons.append((entry, baseline, entry))
     return [_compared(shown, one, other, middles) for shown, one, other in comparisons]
 
@@ -512,6 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     fill.add_argument("--open-files", type=lambda s: [int(x) for x in s.split(",")], default=[0],
                       help="other held-out files of the hole's package open beside it, whose lines the document "
                       "lookup reads too; one run each (default: 0)")
+    fill.add_argument("--alternatives", type=lambda s: [int(x) for x in s.split(",")], default=[1],
+                      help="fills a hole, as an explicit request asks (exact: any of them); one run each (default: 1)")
     fill.add_argument("--after-keystroke", action="store_true",
                       help="fill each hole right after a fill one character earlier (warm per-document caches)")
     fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON")

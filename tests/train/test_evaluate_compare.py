@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.train.evaluate import Hole, length_shares, main, open_files, paired, sign_test
+from engine.train.evaluate import Hole, length_shares, main, open_files, paired, shown_fill, sign_test
 
 
 def test_the_sign_test_is_exact_and_two_sided() -> None:
@@ -92,6 +92,24 @@ def test_one_file_compares_each_open_files_entry_with_the_first() -> None:
     run = {"fills": [run_entry({"a": True, "b": False}), {**run_entry({"a": True, "b": True}), "open_files": 4}]}
     (row,) = paired(run)
     assert row["setting"]["open_files"] == 4 and (row["first_only"], row["second_only"]) == (0, 1)
+
+
+def test_alternatives_are_runs_of_their_own_and_a_hole_shows_its_exact_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+    holes = tmp_path / "holes.jsonl.xz"
+    with lzma.open(holes, "wt", encoding="utf-8") as sink:
+        for index in range(4):
+            sink.write(json.dumps({"id": f"h{index}", "language": "python", "kind": "single_line",
+                                   "prefix": f"def f{index}(x):\n    return ", "middle": "x + 1", "suffix": "\n"}) + "\n")
+    out = tmp_path / "out.json"
+    main(["run", "--model", str(tiny_model_dir), "--holes", str(holes), "--per-group", "4", "--kinds", "single_line",
+          "--fit-length", "off", "--alternatives", "1,3", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert [(entry["length"], entry.get("alternatives")) for entry in written["fills"]] == [
+        ("true", None), ("unknown", None), ("true", 3), ("unknown", 3)]
+    rows = paired(written)
+    assert {row["setting"].get("alternatives") for row in rows} == {3}
+    hole = Hole("h", "python", "single_line", "return ", "x + 1", "\n")
+    assert shown_fill(hole, ["x", " x + 1 ", "y"]) == " x + 1 " and shown_fill(hole, ["x", "y"]) == "x"
 
 
 def test_open_files_are_the_nearest_files_of_the_same_package_and_extension() -> None:
