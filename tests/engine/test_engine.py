@@ -396,6 +396,27 @@ def test_a_document_candidate_found_among_enough_matching_characters_goes_first_
         assert fewer is not None and fewer.text == likelier, "syntax errors still come first"
 
 
+def test_alternatives_of_a_probed_single_line_are_its_sizes_and_candidates_best_first(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    likelihood_fill(engine, monkeypatch, document_candidates=1)
+    asked = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True, alternatives=3,
+                          document_candidates=(("total", 10),))
+    steps = list(engine.infill(asked))
+    prefix = engine.prefix_ids(PREFIX)
+    texts = [engine.tokenizer.decode(fill) for fill in SIZED_TEXTS.values()] + ["total"]
+    sums = {text: causal_logprob(engine, prefix, engine.tokenizer.encode(text + "\n")) for text in texts}
+    assert steps[-1].done and steps[-1].texts == tuple(sorted(sums, key=sums.get, reverse=True)[:3])
+    assert all(len(set(step.texts)) == 1 for step in steps[:-1]), "drafts: the probed size's row"
+    one = engine.complete(replace(asked, alternatives=1))
+    assert one is not None and one.text == steps[-1].texts[0], "the first alternative is the one-fill answer"
+    batches = scripted_sizes(engine, {8: [5, 6], 10: [5, 6], 12: [5, 6]}, monkeypatch)
+    agreed = engine.complete(replace(asked, document_candidates=()))
+    # the sizes agree on one text: three sampled rows at the probed size add the others (here the same text)
+    assert batches == [[8, 10, 12], [10, 10, 10]]
+    assert agreed is not None and agreed.texts == (engine.tokenizer.decode([5, 6]),)
+
+
 def test_alternatives_offer_the_documents_first_candidate_first_when_trusted_else_last(engine: Engine) -> None:
     engine.defaults = replace(engine.defaults, document_candidates=1, document_candidate_trusted_chars=64)
     asked = InfillRequest(PREFIX, SUFFIX, max_tokens=8, alternatives=3)
