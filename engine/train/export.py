@@ -84,6 +84,14 @@ def corpus_summary(manifest: Path) -> dict:
     return {"files": files, "bytes": size, "licences": licences, "origins": origins}
 
 
+# how the last run drew a hole's spare pad slots (examples.spare_slots), in the card's words
+SPARE_DRAW_WORDS = {
+    "uniform": "uniform in 1..max(16, m)",
+    "short": "in the last run half log-uniform, half uniform in 1..max(16, m)",
+    "short-and-wide": "in the last run half log-uniform in 1..max(16, m), half uniform in 1..max(64, m)",
+}
+
+
 def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: dict, quality: dict | None,
          summary: dict | None) -> str:
     size_mb = sum((folder / f).stat().st_size for f in files) / 1e6
@@ -98,13 +106,16 @@ def card(cfg: NativeConfig, params: int, files: list[str], folder: Path, train: 
         "## Training", "",
         f"- steps: {train.get('step', 0)}, examples: {train.get('examples', 0):,}, "
         f"tokens seen (real prefix + canvas tokens): {train.get('tokens', 0) / 1e9:.3f}B",
-        f"- training time: {train.get('train_seconds', 0) / 60:.1f} minutes on one H100 (bf16 autocast, "
-        f"torch.compile, AdamW, warmup-stable-decay), {train.get('runs', 0)} process(es)",
+        f"- training time: {train.get('train_seconds', 0) / 60:.1f} minutes on one GPU at a time (H100, later "
+        f"H200; bf16 autocast, torch.compile, AdamW, warmup-stable-decay), {train.get('runs', 0)} process(es)",
         "- objective: masked diffusion on the hole (t ~ U(0,1], masked slots only) + 0.5 x next-token loss "
         "on the prefix; holes cut at character positions: single line 35%, 2-8 lines 25%, short mid-line "
         "span 20%, random span 15%, empty 5%; 30% of holes have the true length, the rest extra <pad> slots "
-        "(uniform in 1..max(16, m))",
+        f"({SPARE_DRAW_WORDS[train.get('layout', {}).get('spare_draw', 'uniform')]})",
     ]
+    if train.get("new_blocks"):
+        lines.append(f"- grown deeper in its last run: blocks {', '.join(map(str, train['new_blocks']))} were added "
+                     "as identities (`grow.py`) and trained with the rest")
     if "last_train" in train:
         last = train["last_train"]
         lines.append(f"- last logged training losses: diffusion {last['diffusion']:.3f}, "

@@ -1,7 +1,8 @@
 """Draw the loss curve of a training log (log.jsonl written by train.py) as a PNG.
 
 Usage:
-    python -m engine.train.plot engine/train/loss_log.jsonl --out engine/train/loss_curve.png
+    python -m engine.train.plot engine/train/loss_log.jsonl --out engine/train/loss_curve.png \
+        --mark "4.06=grown to 12 layers"
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
-def plot(log: Path, out: Path) -> None:
+def plot(log: Path, out: Path, marks: dict[float, str] | None = None) -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     train = [r for r in rows if "diffusion" in r]
     held_out = [r for r in rows if "eval" in r]
@@ -42,7 +43,12 @@ def plot(log: Path, out: Path) -> None:
     ax.set_ylim(top=min(6.0, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("dgem-infill native model (20.5M parameters, one H100)")
+    for at, label in (marks or {}).items():  # where the run changed shape, e.g. grown deeper
+        for axis in (ax, ax_lr):
+            axis.axvline(at, color="0.4", linestyle=":")
+        ax.annotate(label, (at, 0.97), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    fontsize=8, color="0.3")
+    ax.set_title("dgem-infill native model: training and held-out loss")
     ax_lr.plot(tokens, [r["lr"] for r in train], color="C2")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("tokens seen (billions; real prefix + canvas tokens)")
@@ -56,8 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", type=Path)
     parser.add_argument("--out", type=Path, default=Path("engine/train/loss_curve.png"))
+    parser.add_argument("--mark", action="append", default=[], metavar="BILLIONS=LABEL",
+                        help="a dotted line at this many tokens seen, with a label (repeatable)")
     args = parser.parse_args(argv)
-    plot(args.log, args.out)
+    marks = {float(at): label for at, _, label in (mark.partition("=") for mark in args.mark)}
+    plot(args.log, args.out, marks)
 
 
 if __name__ == "__main__":
