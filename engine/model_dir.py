@@ -63,6 +63,9 @@ class GenerationDefaults:
     # every fill with as few syntax errors, whatever the likelihood: the causal pass reads 512 tokens of prefix
     # and finds a line it cannot see unlikely (0: never)
     document_candidate_trusted_chars: int = 0
+    # "likelihood" also ranks a fill written after a document word's characters, where every fill finishes
+    # the cursor's word into a word the document never spells (the request's word_completion; False: off)
+    retype_unknown_words: bool = False
     # length_offsets apply to holes asked with at most this many slots (single-line holes: a multi-line
     # fill's rows cost too much to multiply) and to fills without alternatives
     length_offsets_max_slots: int = 32

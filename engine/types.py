@@ -38,6 +38,10 @@ class InfillRequest:
         hole), best first. Where several sizes are filled and length_choice is "likelihood", the first
         `GenerationDefaults.document_candidates` of them that fit the slots asked for are ranked with the
         model's fills: the document reaches further than the model's context.
+    word_completion: fill text -> the characters to type at the cursor before filling again, "" when none
+        are needed (the caller knows which words the document spells). Where several sizes are filled and
+        length_choice is "likelihood", and every fill finishes the cursor's word into a word the document
+        never spells, the hole is filled once more after those characters, and that fill is ranked too.
     """
 
     prefix: str
@@ -53,6 +57,7 @@ class InfillRequest:
     pad_logit_bias: float | None = None
     syntax_errors: Callable[[str], int] | None = None
     document_candidates: tuple[tuple[str, int], ...] = ()
+    word_completion: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)

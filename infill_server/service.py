@@ -32,6 +32,7 @@ from infill_server.syntax import (
     one_statement,
     postprocess,
     recalled_fills,
+    word_completion,
 )
 
 __all__ = ["InfillJob", "InfillResult", "InfillService", "ModelLoadError", "ServiceError", "Update"]
@@ -209,6 +210,7 @@ class InfillService:
             pad_logit_bias=self.pad_logit_bias(job, context, engine),
             syntax_errors=fill_errors(job.prefix, job.suffix, context),
             document_candidates=recalled_fills(job.prefix, job.suffix, others=job.open_documents),
+            word_completion=word_completion(job.prefix, job.suffix, context.language, others=job.open_documents),
             **LENGTH_RULES[self.config.length],
         )
         line_request = None

@@ -253,7 +253,7 @@ def fill_all(
     from engine import InfillRequest
 
     # the product's own sizing, clean-up and syntax check
-    from infill_server.syntax import Mode, analyze, fill_errors, postprocess, recalled_fills
+    from infill_server.syntax import Mode, analyze, fill_errors, postprocess, recalled_fills, word_completion
 
     out = []
     for hole in holes:
@@ -277,7 +277,10 @@ def fill_all(
                                 cache_key=hole.id if after_keystroke else None, pad_logit_bias=pad_logit_bias,
                                 syntax_errors=None if context is None else fill_errors(hole.prefix, hole.suffix, context),
                                 document_candidates=() if context is None else recalled_fills(
-                                    hole.prefix, hole.suffix, others=(open_documents or {}).get(hole.id, ())))
+                                    hole.prefix, hole.suffix, others=(open_documents or {}).get(hole.id, ())),
+                                word_completion=None if context is None else word_completion(
+                                    hole.prefix, hole.suffix, hole.language,
+                                    others=(open_documents or {}).get(hole.id, ())))
         final = engine.complete(request)
         texts = list(final.texts) if final is not None else [""]
         if context is not None:
@@ -322,7 +325,7 @@ def sample(holes: list[Hole], per_group: int) -> list[Hole]:
 LENGTH_ONLY = frozenset({"length_offsets", "length_choice", "length_offsets_max_slots", "reprobe_rounds",
                          "probe_moves_suffix_head", "likelihood_suffix_lines", "multiline_pad_logit_bias",
                          "likelihood_token_bonus", "likelihood_heal_tokens", "document_candidates",
-                         "document_candidate_trusted_chars"})
+                         "document_candidate_trusted_chars", "retype_unknown_words"})
 
 
 def run(args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from engine import Engine, InfillRequest
 from infill_server.bench.timing import Budget, Samples
-from infill_server.syntax import analyze, fill_errors, recalled_fills
+from infill_server.syntax import analyze, fill_errors, recalled_fills, word_completion
 
 HELD_OUT_HOLES = Path(__file__).resolve().parents[2] / "engine" / "train" / "eval_holes.jsonl.xz"
 
@@ -110,7 +110,8 @@ def service_request(engine: Engine, prefix: str, suffix: str, slots: int, steps:
                          fit_length=False if multi_line else None,
                          pad_logit_bias=engine.defaults.multiline_pad_logit_bias if multi_line else None,
                          syntax_errors=fill_errors(prefix, suffix, context),
-                         document_candidates=recalled_fills(prefix, suffix))
+                         document_candidates=recalled_fills(prefix, suffix),
+                         word_completion=word_completion(prefix, suffix, "python"))
 
 
 def run_case(engine: Engine, doc: Document, label: str, slots: int, cache: str, budget: Budget,

@@ -9,6 +9,7 @@
 - postprocess.py `postprocess`: the filters in order
 - errors.py      `syntax_errors`, `fill_errors`: what a fill would break, for the engine's choice among sizes
 - recall.py      `recalled_fills`: what followed the same text elsewhere in the document, for that choice too
+- words.py       `word_completion`: when a fill finishes the cursor's word into one no document spells
 - filters/       one post-processing rule per module
 """
 
@@ -17,6 +18,7 @@ from .errors import fill_errors, syntax_errors
 from .languages import LANGUAGES, language_for
 from .postprocess import FILTERS, postprocess
 from .recall import recalled_fills
+from .words import word_completion
 
 __all__ = ["FILTERS", "LANGUAGES", "Context", "Mode", "Reason", "analyze", "fill_errors", "language_for", "one_statement",
-           "postprocess", "recalled_fills", "syntax_errors"]
+           "postprocess", "recalled_fills", "syntax_errors", "word_completion"]

@@ -82,6 +82,11 @@ def language_for(language_id: str | None, path: str | None) -> str | None:
     return None
 
 
+def grammar_for(language: str) -> object:
+    """The tree-sitter grammar (a capsule for tree_sitter.Language) of a canonical language id."""
+    return _GRAMMARS[language]()
+
+
 # A Parser is not safe to share between threads, so the cache is per thread.
 _local = threading.local()
 
@@ -91,5 +96,5 @@ def parser_for(language: str) -> tree_sitter.Parser:
     cache: dict[str, tree_sitter.Parser] = _local.__dict__.setdefault("parsers", {})
     parser = cache.get(language)
     if parser is None:
-        parser = cache[language] = tree_sitter.Parser(tree_sitter.Language(_GRAMMARS[language]()))
+        parser = cache[language] = tree_sitter.Parser(tree_sitter.Language(grammar_for(language)))
     return parser

@@ -379,6 +379,37 @@ def test_document_candidates_are_ranked_with_the_fills_of_each_size_by_the_likel
     assert off is not None and off.text != texts[0], "0: off"
 
 
+def test_a_fill_after_the_documents_word_is_ranked_where_every_fill_spells_an_unknown_word(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    likelihood_fill(engine, monkeypatch, retype_unknown_words=True)
+    batches = scripted_sizes(engine, SIZED_TEXTS, monkeypatch)
+    sized = {engine.tokenizer.decode(text) for text in SIZED_TEXTS.values()}
+    asked: list[str] = []
+
+    def unknown(text: str) -> str:
+        asked.append(text)
+        return "xyz"
+
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True, cache_key="doc", word_completion=unknown,
+                            syntax_errors=lambda text: 0 if text.startswith("xyz") else 1)
+    final = engine.complete(request)
+    assert set(asked) == sized and len(asked) == len(sized), "each distinct fill is asked about once"
+    assert len(batches) == 2, "a second fill, after the typed characters"
+    assert final is not None and final.done and final.text[:3] == "xyz" and final.text[3:] in sized
+    assert final.slots == final.committed == len(engine.tokenizer.encode(final.text))
+    encoded = engine.stats.tokens_encoded
+    engine.prefix_cache.sync("doc", engine.prefix_ids(PREFIX))
+    assert engine.stats.tokens_encoded == encoded, "the document's cache holds its own prefix again"
+    # one fill that spells a known word: no second fill
+    known = next(iter(sized))
+    spelled = engine.complete(replace(request, word_completion=lambda text: "" if text == known else "xyz"))
+    assert len(batches) == 3 and spelled is not None and not spelled.text.startswith("xyz")
+    engine.defaults = replace(engine.defaults, retype_unknown_words=False)
+    off = engine.complete(request)
+    assert len(batches) == 4 and off is not None and not off.text.startswith("xyz"), "off in generation_config"
+
+
 def test_a_document_candidate_found_among_enough_matching_characters_goes_first_among_equal_errors(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -228,3 +228,18 @@ async def test_requests_carry_the_fills_the_document_and_the_open_ones_recall_fo
         await service.infill(job)
     recalled = [[text for text, _ in request.document_candidates] for request in asked]
     assert recalled == [["3, 4)"], ["3, 4"], ["5, 6)"]], "plain text too: the lookup reads text, not syntax"
+
+
+async def test_requests_ask_which_fills_finish_the_cursors_word_into_one_no_open_document_spells(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert service.engine is not None
+    asked = recorded_requests(service.engine, monkeypatch)
+    prefix = "day_period = 1\nx = day_p"
+    await service.infill(InfillJob("a", prefix, "\n", language="python"))
+    await service.infill(InfillJob("b", prefix, "\n", language="python", open_documents=("day_pace = 2\n",)))
+    await service.infill(InfillJob("c", "x = ", "\n", language="python"))
+    first, opened, blank = (request.word_completion for request in asked)
+    assert first is not None and first("ace") == "eriod" and first("eriod") == ""
+    assert opened is not None and opened("ace") == "", "another open document spells day_pace"
+    assert blank is None, "no word at the cursor"
