@@ -406,6 +406,8 @@ class Engine:
         if choice == "likelihood":
             found = self._document_candidates(request, state)
             retyped = self._retyped_fill(request, fills + [fill for fill, _ in found], state, prefix_ids, cancel)
+            if cancel is not None and cancel.is_set():
+                return  # during the second fill
             found += [(retyped, False)] if retyped is not None else []
             fills, sizes = fills + [fill for fill, _ in found], sizes + [fill.tokens.shape[1] for fill, _ in found]
             trusted += [sure for _, sure in found]

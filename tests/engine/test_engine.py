@@ -410,6 +410,22 @@ def test_a_fill_after_the_documents_word_is_ranked_where_every_fill_spells_an_un
     assert len(batches) == 4 and off is not None and not off.text.startswith("xyz"), "off in generation_config"
 
 
+
+def test_a_fill_cancelled_while_it_fills_again_after_the_documents_word_ends_with_no_done_refinement(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    likelihood_fill(engine, monkeypatch, retype_unknown_words=True)
+    cancel = threading.Event()
+
+    def unknown(text: str) -> str:
+        cancel.set()  # as a keystroke would, between the first fill and the second
+        return "xyz"
+
+    request = InfillRequest(PREFIX, SUFFIX, max_tokens=24, fit_length=True, word_completion=unknown)
+    refinements = list(engine.infill(request, cancel))
+    assert refinements and not any(refinement.done for refinement in refinements)
+
+
 def test_a_document_candidate_found_among_enough_matching_characters_goes_first_among_equal_errors(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
