@@ -3,6 +3,9 @@
 # Work files live in /tmp/dgem, outside the repository: they stay while the machine stays warm
 # between calls, and the repository copy that each call sends never touches them.
 #
+#   bash engine/train/device.sh stage             keep the carried corpus archives in $W/archives, for
+#                                                 when the working tree with all of them is too large
+#                                                 to travel in one call (the 64 MiB limit)
 #   bash engine/train/device.sh smoke             corpus + tokenizer + 1-minute training + export
 #   bash engine/train/device.sh start BUDGET WAIT corpus, then training of BUDGET minutes in the
 #                                                 background; returns a snapshot after WAIT seconds
@@ -28,8 +31,10 @@ mkdir -p "$W" "$OUT"
 TOK=engine/weights/tokenizer.json
 
 ARCHIVES=()
-for archive in .device/js_corpus.tar.xz .device/js_corpus2.tar.xz .device/py_corpus.tar.xz; do
-  if [ -f "$archive" ]; then ARCHIVES+=(--js "$archive"); fi
+for name in js_corpus js_corpus2 py_corpus; do  # carried now, or staged by an earlier call
+  for archive in ".device/$name.tar.xz" "$W/archives/$name.tar.xz"; do
+    if [ -f "$archive" ]; then ARCHIVES+=(--js "$archive"); break; fi
+  done
 done
 
 prepare() {
@@ -105,6 +110,9 @@ wait_for() {  # $1: seconds; returns early when training ends
 }
 
 case "$1" in
+  stage)
+    mkdir -p "$W/archives" && cp -v .device/*.tar.xz "$W/archives/"
+    ;;
   smoke)
     prepare
     python3 -m engine.train.train --corpus "$W/corpus" --tokenizer "$TOK" --ckpt "$W/smoke" \
