@@ -40,6 +40,9 @@ class Reason(enum.Enum):
     END_OF_LINE = "end_of_line"  # the end of a line that opens nothing: finish the statement
     BLANK_LINE_IN_BLOCK = "blank_line_in_block"
     AFTER_BLOCK_OPENER = "after_block_opener"  # `def f():`, `{`, `=>` at the end of the line
+    # a line of its own inside ( ) or [ ]: arguments or elements, often several, one a line
+    BLANK_LINE_IN_BRACKETS = "blank_line_in_brackets"
+    BLANK_LINE_IN_TEXT = "blank_line_in_text"  # in a docstring, a block comment or a multi-line string
 
 
 _MODE = {
@@ -49,6 +52,8 @@ _MODE = {
     Reason.END_OF_LINE: Mode.SINGLE_LINE,
     Reason.BLANK_LINE_IN_BLOCK: Mode.MULTI_LINE,
     Reason.AFTER_BLOCK_OPENER: Mode.MULTI_LINE,
+    Reason.BLANK_LINE_IN_BRACKETS: Mode.MULTI_LINE,
+    Reason.BLANK_LINE_IN_TEXT: Mode.MULTI_LINE,
 }
 # Hole slots: a gap inside a line is short; a block opener promises a whole body, a blank line
 # in a body usually one or two statements.
@@ -59,6 +64,14 @@ _MAX_TOKENS = {
     Reason.END_OF_LINE: 24,
     Reason.BLANK_LINE_IN_BLOCK: 48,
     Reason.AFTER_BLOCK_OPENER: 64,
+    Reason.BLANK_LINE_IN_BRACKETS: 48,
+    Reason.BLANK_LINE_IN_TEXT: 48,
+}
+# The single-line reading of each blank line, which an explicit request offers beside the block (one_statement).
+_ONE_LINE = {
+    Reason.BLANK_LINE_IN_BLOCK: Reason.END_OF_LINE,
+    Reason.BLANK_LINE_IN_BRACKETS: Reason.INSIDE_BRACKETS,
+    Reason.BLANK_LINE_IN_TEXT: Reason.STRING_OR_COMMENT,
 }
 
 
@@ -179,12 +192,15 @@ def analyze(text: str, offset: int, language: str | None) -> Context:
     if enclosure is None:
         enclosure = _Enclosure.INLINE if lexed.open and lexed.open[-1].char in "([" else _Enclosure.BLOCK
 
+    # A line with nothing on it yet is where lines are written, whatever encloses it: arguments one a line,
+    # a docstring's paragraph. Filled as a block, as in a block (MODEL_CARD.md, session 21).
+    blank = not (before + after).strip()
     if in_text:
-        reason = Reason.STRING_OR_COMMENT
+        reason = Reason.BLANK_LINE_IN_TEXT if blank else Reason.STRING_OR_COMMENT
     elif after.strip() and not closers_only(after):
         reason = Reason.TEXT_AFTER_CURSOR
     elif enclosure is _Enclosure.INLINE:
-        reason = Reason.INSIDE_BRACKETS
+        reason = Reason.BLANK_LINE_IN_BRACKETS if blank else Reason.INSIDE_BRACKETS
     elif not before.strip():
         reason = Reason.BLANK_LINE_IN_BLOCK
     elif _opens_block(before, language, inside_brackets=bool(lexed.open)):
@@ -206,13 +222,14 @@ def analyze(text: str, offset: int, language: str | None) -> Context:
 
 
 def one_statement(context: Context) -> Context | None:
-    """The one-line reading of a blank line, which `analyze` fills as a block.
+    """The one-line reading of a blank line (in a block, in brackets or in text), which `analyze` fills as a block.
 
     Whether a blank line wants one statement or several is open even to a reader, and the model's own
     likelihood does not tell them apart (MODEL_CARD.md, session 17): on held-out blank lines a one-line
     fill is exact 3x as often where one line was cut, a block fill twice as similar where several were.
     So an explicit request offers both. None where the cursor is not on a blank line.
     """
-    if context.reason is not Reason.BLANK_LINE_IN_BLOCK:
+    line = _ONE_LINE.get(context.reason)
+    if line is None:
         return None
-    return replace(context, mode=Mode.SINGLE_LINE, max_tokens=_MAX_TOKENS[Reason.END_OF_LINE], reason=Reason.END_OF_LINE)
+    return replace(context, mode=_MODE[line], max_tokens=_MAX_TOKENS[line], reason=line)

@@ -152,6 +152,20 @@ async def test_multi_line_holes_take_the_models_multi_line_pad_bias_and_others_k
     assert asked[0].fit_length is False and asked[1].fit_length is None
 
 
+async def test_a_blank_line_inside_brackets_is_a_block_and_its_one_line_reading_an_argument(
+    service: InfillService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = service.engine
+    assert engine is not None
+    asked = recorded_requests(engine, monkeypatch)
+    prefix, suffix = "total = add(\n    1,\n    ", "\n)\n"
+    await service.infill(InfillJob("typed", prefix, suffix, language="python"))
+    await service.infill(InfillJob("invoked", prefix, suffix, language="python", alternatives=3))
+    typed, block, line = asked
+    assert (typed.max_tokens, typed.fit_length) == (block.max_tokens, block.fit_length) == (48, False)
+    assert (line.max_tokens, line.alternatives, line.fit_length) == (16, 1, None)
+
+
 async def test_an_invoked_blank_line_gets_a_one_line_fill_beside_the_block(
     service: InfillService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infill_server.syntax import Mode, Reason, analyze
+from infill_server.syntax import Mode, Reason, analyze, one_statement
 
 CURSOR = "█"
 R = Reason
@@ -18,10 +18,12 @@ CASES: list[tuple[str | None, str, Reason]] = [
     ("python", "def f(x):\n    x = 1\n    █\n    return x\n", R.BLANK_LINE_IN_BLOCK),
     ("python", "def f(x):\n    x = 1\n█\n    return x\n", R.BLANK_LINE_IN_BLOCK),
     ("python", "x = compute(a, █)\n", R.INSIDE_BRACKETS),
-    ("python", "x = foo(\n    a,\n    █\n)\n", R.INSIDE_BRACKETS),
+    ("python", "x = foo(\n    a,\n    █\n)\n", R.BLANK_LINE_IN_BRACKETS),
+    ("python", "x = foo(\n    a,\n    █)\n", R.INSIDE_BRACKETS),  # the closer on the line: one argument
     ("python", "def f(x):\n    y = foo(a, █\n", R.INSIDE_BRACKETS),
     ("python", "x = 'abc█\n", R.STRING_OR_COMMENT),
     ("python", 'def f():\n    """Docs █\n    """\n', R.STRING_OR_COMMENT),
+    ("python", 'def f():\n    """Docs.\n\n    █\n    """\n', R.BLANK_LINE_IN_TEXT),
     ("python", "x = 1  # hi█\n", R.STRING_OR_COMMENT),
     ("python", "x = a█ + b\n", R.TEXT_AFTER_CURSOR),
     ("python", "    return x█\n", R.END_OF_LINE),
@@ -37,6 +39,9 @@ CASES: list[tuple[str | None, str, Reason]] = [
     ("javascript", "const s = `abc ${x} d█", R.STRING_OR_COMMENT),
     ("javascript", "// todo: █\n", R.STRING_OR_COMMENT),
     ("javascript", "/* a █ */\n", R.STRING_OR_COMMENT),
+    ("javascript", "/**\n * Docs.\n * █\n */\n", R.STRING_OR_COMMENT),  # ` * ` began the line: text after it
+    ("javascript", "/*\n  Docs.\n  █\n*/\n", R.BLANK_LINE_IN_TEXT),
+    ("javascript", "const xs = [\n  1,\n  █\n];\n", R.BLANK_LINE_IN_BRACKETS),
     ("javascript", "const x = a█ + b;\n", R.TEXT_AFTER_CURSOR),
     ("javascript", "const x = 1;█\n", R.END_OF_LINE),
     # typescript (and tsx)
@@ -52,7 +57,7 @@ CASES: list[tuple[str | None, str, Reason]] = [
     # go
     ("go", "package main\n\nfunc f() {█\n", R.AFTER_BLOCK_OPENER),
     ("go", "package main\n\nfunc f() {\n\t█\n}\n", R.BLANK_LINE_IN_BLOCK),
-    ("go", 'package main\n\nimport (\n\t"fmt"\n\t█\n)\n', R.INSIDE_BRACKETS),
+    ("go", 'package main\n\nimport (\n\t"fmt"\n\t█\n)\n', R.BLANK_LINE_IN_BRACKETS),
     ("go", 'package main\n\nvar s = "ab█"\n', R.STRING_OR_COMMENT),
     ("go", "package main\n\nvar s = `raw █\n", R.STRING_OR_COMMENT),
     ("go", "package main\n\nvar x = a█ + b\n", R.TEXT_AFTER_CURSOR),
@@ -83,7 +88,7 @@ def _at_cursor(document: str) -> tuple[str, int]:
 def test_mode_follows_from_what_is_at_the_cursor(language: str | None, document: str, reason: Reason) -> None:
     context = analyze(*_at_cursor(document), language)
     assert context.reason is reason
-    multi = reason in (R.AFTER_BLOCK_OPENER, R.BLANK_LINE_IN_BLOCK)
+    multi = reason in (R.AFTER_BLOCK_OPENER, R.BLANK_LINE_IN_BLOCK, R.BLANK_LINE_IN_BRACKETS, R.BLANK_LINE_IN_TEXT)
     assert context.mode is (Mode.MULTI_LINE if multi else Mode.SINGLE_LINE)
     assert context.language == language
 
@@ -118,6 +123,27 @@ def test_multi_line_holes_are_larger_than_single_line_holes() -> None:
 )
 def test_indent_is_the_cursor_blocks_indentation(language: str | None, document: str, indent: str) -> None:
     assert analyze(*_at_cursor(document), language).indent == indent
+
+
+@pytest.mark.parametrize(
+    ("document", "line_reason"),
+    [
+        ("def f(x):\n    x = 1\n    █\n    return x\n", R.END_OF_LINE),
+        ("x = foo(\n    a,\n    █\n)\n", R.INSIDE_BRACKETS),
+        ('def f():\n    """Docs.\n\n    █\n    """\n', R.STRING_OR_COMMENT),
+    ],
+)
+def test_a_blank_line_is_a_block_with_a_one_line_reading_beside_it(document: str, line_reason: Reason) -> None:
+    block = analyze(*_at_cursor(document), "python")
+    line = one_statement(block)
+    assert block.mode is Mode.MULTI_LINE and line is not None
+    assert line.mode is Mode.SINGLE_LINE and line.reason is line_reason and line.max_tokens < block.max_tokens
+    assert line.indent == block.indent
+
+
+def test_a_line_with_text_has_no_second_reading() -> None:
+    assert one_statement(analyze(*_at_cursor("x = foo(a, █)\n"), "python")) is None
+    assert one_statement(analyze(*_at_cursor("def f():█\n"), "python")) is None
 
 
 def test_offsets_count_characters_not_bytes() -> None:
