@@ -192,6 +192,7 @@ class Engine:
             expand_bias=(special.expand, self.defaults.expand_logit_bias)
             if expand and special.expand is not None and self.defaults.expand_logit_bias else None,
             commit_window=self.defaults.commit_window,
+            hold_twin_commits=self.defaults.hold_twin_commits,
         )
 
     # ---- filling ----------------------------------------------------------------------------

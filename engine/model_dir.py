@@ -112,6 +112,9 @@ class GenerationDefaults:
     # right (semi-autoregressive), and reads only their logits; the masked slots after them wait with the keys
     # of their last pass, and a pad there counts as the hole's end (0: any masked slot, the whole hole read)
     commit_window: int = 0
+    # mask noise: of two neighbouring slots that one step would commit to the same text token, the less certain
+    # waits a step (each was predicted without the other's token, and both often start the same word)
+    hold_twin_commits: bool = False
     # uniform noise (DiffusionGemma)
     entropy_bound: float = 0.1
     t_max: float = 0.8

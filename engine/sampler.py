@@ -98,6 +98,20 @@ def top_k(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (ranks < k[:, None]) & (score > -math.inf)
 
 
+def hold_twins(commit: torch.Tensor, token: torch.Tensor, confidence: torch.Tensor, pad: int) -> torch.Tensor:
+    """commit (B, S) -> the same without the less certain of two neighbouring slots that one step would commit
+    to the same text token. Neither saw the other's token, and each often starts the same word (`morphmorph`,
+    `compilation,,,`); the one held back is predicted again next step, beside its twin's committed token."""
+    twins = commit[:, 1:] & commit[:, :-1] & (token[:, 1:] == token[:, :-1]) & (token[:, 1:] != pad)  # (B, S-1)
+    if not bool(twins.any()):
+        return commit
+    right_weaker = confidence[:, 1:] <= confidence[:, :-1]
+    held = torch.zeros_like(commit)
+    held[:, 1:] |= twins & right_weaker
+    held[:, :-1] |= twins & ~right_weaker
+    return commit & ~held
+
+
 def spread_top_k(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """`top_k`, but no two chosen slots are neighbours where that is possible: best first, each choice rules
     out its two neighbours, and a row whose free slots lie too close together for k such choices takes its
@@ -151,6 +165,7 @@ class ConfidenceCommit:
         spread_commits: bool = False,
         expand_bias: tuple[int, float] | None = None,
         commit_window: int = 0,
+        hold_twin_commits: bool = False,
     ):
         self.mask, self.pad, self.forbidden = mask, pad, forbidden
         self.max_steps = steps
@@ -167,6 +182,7 @@ class ConfidenceCommit:
         self.spread_commits = spread_commits  # a step's k commits avoid neighbouring slots (spread_top_k)
         self.expand_bias = expand_bias  # (expand id, added to its logit): < 0 grows only where the model is sure
         self.commit_window = commit_window  # > 0: commit among the first this many masked slots only
+        self.hold_twin_commits = hold_twin_commits  # two neighbours committed in one step never get the same text token
 
     def start(self, batch: int, slots: int, device: torch.device) -> HoleState:
         tokens = torch.full((batch, slots), self.mask, dtype=torch.long, device=device)
@@ -266,6 +282,8 @@ class ConfidenceCommit:
         commit |= eligible & (token == self.pad) & (confidence >= self.pad_bonus)
         if self.commit_confidence < 1.0:  # 1.0 is off: a float32 softmax can round to exactly 1
             commit |= eligible & (confidence >= self.commit_confidence)
+        if self.hold_twin_commits:
+            commit = hold_twins(commit, token, confidence, self.pad)
         stuck = free.any(-1) & ~commit.any(-1)  # only mid-hole pads were proposed: take text instead
         if stuck.any():
             text_logits = self._forbid(logits, self.forbidden + [self.pad])

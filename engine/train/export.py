@@ -40,7 +40,7 @@ GENERATION = {"default_slots": 16, "multiline_slots": 64, "suffix_head_tokens": 
               "length_offsets": [-2, -1, 0, 1, 2], "length_choice": "likelihood", "multiline_pad_logit_bias": -2,
               "likelihood_token_bonus": 0.5, "likelihood_heal_tokens": 2, "commit_window": 16,
               "document_candidates": 1, "document_candidate_trusted_chars": 64,
-              "retype_unknown_words": True}
+              "retype_unknown_words": True, "hold_twin_commits": True}
 SPECIAL = {"pad": 0, "eos": 1, "bos": 2, "mask": 3}
 # The card's hand-written measurements (held-out infilling, decoding choices): kept in the source tree so
 # that an export, which regenerates the card from the training state, never drops them.

@@ -826,6 +826,12 @@ def test_a_commit_window_fills_a_large_hole_left_to_right(engine: Engine, kept_k
         assert (masked_before_text <= 4).all(), "text only among the first masked slots"
 
 
+def test_the_generation_config_decides_whether_twin_commits_are_held(engine: Engine) -> None:
+    assert not engine.make_sampler(8, None, 0).hold_twin_commits  # off unless a model's config turns it on
+    engine.defaults = replace(engine.defaults, hold_twin_commits=True)
+    assert engine.make_sampler(8, None, 0).hold_twin_commits
+
+
 @pytest.mark.parametrize("fit_length", [False, True])
 def test_a_one_row_fill_after_alternatives_reads_their_kept_suffix_head(engine: Engine, fit_length: bool) -> None:
     # An Invoked request's rows keep the document's suffix head; the next fill of the same hole may have one

@@ -77,6 +77,24 @@ def test_spread_top_k_takes_neighbours_only_when_the_free_slots_leave_no_choice(
     assert spread_top_k(score, torch.tensor([5, 5])).sum().item() == 3 + 4
 
 
+@pytest.mark.parametrize(("held", "committed"), [
+    (False, [True, True, True, False, True, True]),
+    # the twins 0-1-2 (token 5) keep slot 1, the surest; the twins 4-5 (token 6) keep slot 4; the pads 6-7 stay
+    (True, [False, True, False, False, True, False]),
+])
+def test_of_neighbours_committed_to_one_token_in_one_step_only_the_surest_is_held_twin_commits(
+    held: bool, committed: list[bool]
+) -> None:
+    sampler = ConfidenceCommit(MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0),
+                               commit_confidence=0.5, hold_twin_commits=held)
+    state = sampler.start(1, 8, torch.device("cpu"))
+    state = sampler.update(state, peaked([5, 5, 5, 7, 6, 6, PAD, PAD], [0.6, 0.9, 0.7, 0.1, 0.8, 0.6, 0.99, 0.99]))
+    assert state.committed.tolist() == [committed + [True, True]]
+    if held:  # a held slot is predicted again next step, beside its twin
+        state = sampler.update(state, peaked([4, 5, 7, 2, 6, 4, PAD, PAD], [0.9] * 6 + [0.99, 0.99]))
+        assert state.tokens[0, :6].tolist() == [4, 5, 7, 2, 6, 4]
+
+
 def test_slots_above_the_commit_confidence_are_committed_beyond_k() -> None:
     sampler = ConfidenceCommit(
         MASK, PAD, [MASK], 4, 0.0, torch.Generator().manual_seed(0), commit_confidence=0.85
