@@ -102,16 +102,24 @@ async def test_unopened_document_gets_an_empty_answer(client: LanguageClient, ur
     assert list(result.items) == []
 
 
+BLANK_LINES = {  # name -> (source, the blank line's row and column)
+    "in a block": ("import os\n\n\ndef read_config(path):\n    if not os.path.exists(path):\n        return {}\n"
+                   "    \n    return json.loads(text)\n", 6, 4),
+    "in brackets": ("import os\n\n\ndef read_config(path):\n    parts = os.path.join(\n        path,\n"
+                    "        \n    )\n    return parts\n", 6, 8),
+}
+
+
+@pytest.mark.parametrize("name", BLANK_LINES)
 async def test_invoked_on_a_blank_line_offers_the_block_and_one_line_from_the_shipped_model(
-    fresh_client: LanguageClient,
+    fresh_client: LanguageClient, name: str
 ):
     await fresh_client.initialize_session(initialize_params("visual-studio-code", {"device": "cpu"}))
     uri = "file:///project/blank_line.py"
-    source = ("import os\n\n\ndef read_config(path):\n    if not os.path.exists(path):\n        return {}\n"
-              "    \n    return json.loads(text)\n")
+    source, row, column = BLANK_LINES[name]
     open_document(fresh_client, uri, source)
-    invoked = await inline_completion(fresh_client, uri, 6, 4, types.InlineCompletionTriggerKind.Invoked)
-    automatic = await inline_completion(fresh_client, uri, 6, 4, types.InlineCompletionTriggerKind.Automatic)
+    invoked = await inline_completion(fresh_client, uri, row, column, types.InlineCompletionTriggerKind.Invoked)
+    automatic = await inline_completion(fresh_client, uri, row, column, types.InlineCompletionTriggerKind.Automatic)
     texts = [item.insert_text for item in invoked.items]
     assert len(texts) >= 2 and len(set(texts)) == len(texts)
     assert texts[1].strip() and "\n" not in texts[1]  # the one-line reading, second
