@@ -36,6 +36,7 @@ from engine.train.heldout import held_out_losses
 from engine.train.objective import draw_noise, losses, use_table_rotary
 from engine.train.quantize import dequantize_int8, load_sharded
 
+# the training mix; held-out losses always read this one, so that runs with another mix stay comparable
 LANGUAGE_WEIGHTS = {"python": 0.7, "javascript": 0.3}
 
 
@@ -147,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--old-lr-scale", type=float, default=1.0,
                         help="after growth, the learning rate of the blocks the model had, as a share")
     parser.add_argument("--decay-frac", type=float, default=0.3)
+    parser.add_argument("--javascript-share", type=float, default=None,
+                        help="share of training examples cut from JavaScript/TypeScript (default: 0.3)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--ar-weight", type=float, default=0.5, help="weight of the prefix next-token loss")
     parser.add_argument("--dim", type=int, default=384)
@@ -212,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model: {n_params / 1e6:.2f}M parameters, {model.cfg.to_dict()}", flush=True)
 
     train_rows = load_split(args.corpus, "train")
-    texts = Texts(train_rows, LANGUAGE_WEIGHTS)
+    mix = LANGUAGE_WEIGHTS if args.javascript_share is None else {
+        "python": 1.0 - args.javascript_share, "javascript": args.javascript_share}
+    texts = Texts(train_rows, mix)
     del train_rows
     held_out = Texts(load_split(args.corpus, "eval"), LANGUAGE_WEIGHTS)
     eval_set = fixed_batches(Tokenizer.from_file(str(args.tokenizer)), held_out, layout, args.eval_batches,
