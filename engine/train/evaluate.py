@@ -368,7 +368,22 @@ def run(args: argparse.Namespace) -> None:
     if args.out:
         model = Path(engine.info.source)  # written relative to the working directory: no machine's own paths
         shown = model.relative_to(Path.cwd()) if model.is_relative_to(Path.cwd()) else Path(model.name)
-        args.out.write_text(json.dumps({"model": shown.as_posix(), "results": results, "fills": fills}, indent=1))
+        write_run(args.out, {"model": shown.as_posix(), "results": results, "fills": fills})
+
+
+def write_run(path: Path, run: dict) -> None:
+    """A `run --out` file; xz-compressed where its name ends in .xz (docs/quality keeps them so: a run of 736
+    holes is 0.4 MB of JSON, and every file of the tree travels with each call to the GPU machine)."""
+    text = json.dumps(run, indent=1)
+    if path.suffix == ".xz":
+        path.write_bytes(lzma.compress(text.encode("utf-8"), preset=9))
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def read_run(path: Path) -> dict:
+    data = path.read_bytes()
+    return json.loads(lzma.decompress(data) if path.suffix == ".xz" else data)
 
 
 def paired(first: dict, second: dict | None = None, middles: dict[str, str] | None = None,
@@ -533,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
                       help="fills a hole, as an explicit request asks (exact: any of them); one run each (default: 1)")
     fill.add_argument("--after-keystroke", action="store_true",
                       help="fill each hole right after a fill one character earlier (warm per-document caches)")
-    fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON")
+    fill.add_argument("--out", type=Path, default=None, help="write the results (and every fill) as JSON, xz-compressed where the name ends in .xz")
     pair = commands.add_parser("compare", help="paired exact-match test: two `run --out` files setting by "
                                "setting, or one file's --generation entries against its first")
     pair.add_argument("first", type=Path)
@@ -551,12 +566,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "length-share":
         holes = [hole for path in args.holes for hole in load_holes(path)]
-        filled = json.loads(args.run.read_text(encoding="utf-8"))
+        filled = read_run(args.run)
         for row in length_shares(filled, sized_as(holes)) + length_shares(filled, starts(holes), "starts"):
             print(json.dumps(row))
         return
     if args.command == "compare":
-        runs = [json.loads(path.read_text(encoding="utf-8")) for path in (args.first, args.second) if path]
+        runs = [read_run(path) for path in (args.first, args.second) if path]
         if args.across_generation and len(runs) < 2:
             parser.error("--across-generation pairs two files")
         middles = {hole.id: hole.middle for path in args.holes for hole in load_holes(path)} if args.holes else None

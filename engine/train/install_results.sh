@@ -15,7 +15,10 @@ cp "$from/manifest.jsonl.xz" engine/train/manifest.jsonl.xz
 cp "$tmp/log.jsonl" engine/train/loss_log.jsonl
 cp "$tmp/corpus_stats.json" "$tmp/corpus_skips.log" engine/train/
 chmod 644 engine/train/manifest.jsonl.xz
-for f in "$tmp"/eval_*.json "$tmp"/eval_*.log; do  # held-out infilling results (device.sh continue/finish)
+for f in "$tmp"/eval_*.json; do  # held-out infilling results (device.sh continue/finish), kept compressed
+  if [ -f "$f" ]; then xz -9 -c "$f" > "docs/quality/$(basename "$f").xz"; fi
+done
+for f in "$tmp"/eval_*.log; do
   if [ -f "$f" ]; then cp "$f" docs/quality/; fi
 done
 python -m engine.train.plot engine/train/loss_log.jsonl --out engine/train/loss_curve.png

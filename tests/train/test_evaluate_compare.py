@@ -42,13 +42,14 @@ def test_a_run_writes_every_fill_and_compare_reads_two_runs(tiny_model_dir: Path
             hole = {"id": f"h{index}", "language": "python", "kind": "single_line",
                     "prefix": f"def f{index}(x):\n    return ", "middle": "x + 1", "suffix": "\n"}
             sink.write(json.dumps(hole) + "\n")
-    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    outs = [tmp_path / "a.json", tmp_path / "b.json.xz"]  # docs/quality keeps them compressed
     for out in outs:
         main(["run", "--model", str(tiny_model_dir), "--holes", str(holes), "--per-group", "3",
               "--kinds", "single_line", "--fit-length", "off", "--out", str(out)])
     written = json.loads(outs[0].read_text())
     assert [entry["length"] for entry in written["fills"]] == ["true", "unknown"]
     assert [hole["id"] for hole in written["fills"][0]["holes"]] == ["h0", "h1", "h2"]
+    assert json.loads(lzma.decompress(outs[1].read_bytes()))["fills"] == written["fills"]
     capsys.readouterr()
     main(["compare", str(outs[0]), str(outs[1])])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
