@@ -26,6 +26,7 @@ Usage:
     python -m engine.train.corpus pack-py --packages engine/train/py_packages.txt \
         --manifest engine/train/manifest.jsonl.xz --holes engine/train/eval_holes.jsonl.xz \
         --held-out-from .device/js_corpus.tar.xz --out .device/py_corpus.tar.xz
+    python -m engine.train.corpus list .device/py_corpus.tar.xz   # its rows in corpus_additions.jsonl.xz
     python -m engine.train.corpus build --js .device/js_corpus.tar.xz --js .device/js_corpus2.tar.xz \
         --js .device/py_corpus.tar.xz --out /tmp/dgem/corpus
     python -m engine.train.corpus check --manifest /tmp/dgem/corpus/manifest.jsonl.xz
@@ -508,6 +509,22 @@ def restore(manifest: Path, archive: str | None, out: Path, jobs: int = 8) -> No
         print(f"  missing: {path}", file=sys.stderr)
 
 
+def list_archive(archive: Path, listing: Path) -> None:
+    """Write every file of a packed archive into `listing` (corpus_additions.jsonl.xz) as manifest rows named
+    after the archive, in place of the rows an earlier packing of it left there: what `restore` reads on a
+    fresh checkout, and the origin and licence of each file before the training machine builds the corpus."""
+    rows = []
+    if listing.exists():
+        with lzma.open(listing, "rt", encoding="utf-8") as handle:
+            rows = [row for row in map(json.loads, handle) if row.get("archive") != archive.name]
+    for file in unpack_js(archive):
+        rows.append({"path": file.path, "origin": file.origin, "licence": file.licence, "sha256": file.sha256,
+                     "bytes": len(file.text.encode("utf-8")), "split": split_of(file.sha256), "archive": archive.name})
+    with lzma.open(listing, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    print(f"{listing}: {len(rows)} rows, {sum(row['archive'] == archive.name for row in rows)} of them {archive.name}")
+
+
 # ---- Python (run where it trains) ---------------------------------------------------------------
 
 
@@ -654,6 +671,9 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check", help="the files of the evaluation holes are held out (exit 1 if not)")
     check.add_argument("--manifest", type=Path, required=True)
     check.add_argument("--holes", type=Path, default=Path(__file__).with_name("eval_holes.jsonl.xz"))
+    listed = commands.add_parser("list", help="list a packed archive's files in the additions' manifest")
+    listed.add_argument("archive", type=Path)
+    listed.add_argument("--into", type=Path, default=Path(__file__).with_name("corpus_additions.jsonl.xz"))
     back = commands.add_parser("restore", help="rebuild an archive from a manifest, each package at its pinned version")
     back.add_argument("--manifest", type=Path, required=True)
     back.add_argument("--archive", default=None,
@@ -661,7 +681,9 @@ def main(argv: list[str] | None = None) -> None:
                            "omitted: the first archive's node_modules/ rows")
     back.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "restore":
+    if args.command == "list":
+        list_archive(args.archive, args.into)
+    elif args.command == "restore":
         restore(args.manifest, args.archive, args.out)
     elif args.command == "check":
         check_held_out(args.manifest, args.holes)

@@ -21,7 +21,8 @@
 #                                                 held-out holes while the corpus builds (EVAL_OLD=0: not)
 #
 # The corpus takes every archive packed here that is present, in this order (the first one made the
-# shipped corpus; the others only add): .device/js_corpus.tar.xz, js_corpus2.tar.xz, py_corpus.tar.xz.
+# shipped corpus; the others only add): .device/js_corpus.tar.xz, js_corpus2.tar.xz, py_corpus.tar.xz, and
+# since session 22 js_corpus3.tar.xz and py_corpus2.tar.xz.
 # The evaluation needs tree-sitter, which the machine lacks: its wheels travel in .device/wheels.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -31,7 +32,7 @@ mkdir -p "$W" "$OUT"
 TOK=engine/weights/tokenizer.json
 
 ARCHIVES=()
-for name in js_corpus js_corpus2 py_corpus; do  # carried now, or staged by an earlier call
+for name in js_corpus js_corpus2 py_corpus js_corpus3 py_corpus2; do  # carried now, or staged by an earlier call
   for archive in ".device/$name.tar.xz" "$W/archives/$name.tar.xz"; do
     if [ -f "$archive" ]; then ARCHIVES+=(--js "$archive"); break; fi
   done

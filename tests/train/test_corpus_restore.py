@@ -77,3 +77,25 @@ def test_restore_keeps_listed_files_whose_hash_matches(registry: Path, capsys: p
     corpus.restore(manifest, "py_corpus.tar.xz", registry / "py.tar.xz")
     restored = list(corpus.unpack_js(registry / "py.tar.xz"))
     assert [(f.path, f.origin, f.text) for f in restored] == [("site-packages/mod/square.py", "mod@2.0", MODULE_PY)]
+
+
+def test_a_listed_archive_is_restored_as_packed(registry: Path) -> None:
+    packed = registry / "js_corpus9.tar.xz"
+    corpus.write_archive([("node_modules/@scope/pkg/index.js", "@scope/pkg@1.0.0", "MIT", INDEX_JS),
+                          ("node_modules/@scope/pkg/lib/helper.js", "@scope/pkg@1.0.0", "MIT", HELPER_JS)], packed)
+    other = {"path": "site-packages/mod/square.py", "origin": "mod@2.0", "licence": "BSD-3-Clause",
+             "sha256": sha(MODULE_PY), "bytes": len(MODULE_PY), "split": "train", "archive": "py_corpus.tar.xz"}
+    stale = {**other, "path": "node_modules/old/index.js", "archive": packed.name}  # an earlier packing of it
+    listing = write_manifest(registry / "additions.jsonl.xz", [other, stale])
+
+    corpus.list_archive(packed, listing)
+    with lzma.open(listing, "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    assert rows[0] == other and stale not in rows
+    assert [(row["path"], row["sha256"], row["split"]) for row in rows[1:]] == [
+        ("node_modules/@scope/pkg/index.js", sha(INDEX_JS), corpus.split_of(sha(INDEX_JS))),
+        ("node_modules/@scope/pkg/lib/helper.js", sha(HELPER_JS), corpus.split_of(sha(HELPER_JS)))]
+
+    corpus.restore(listing, packed.name, registry / "restored.tar.xz")
+    assert ([(f.path, f.origin, f.text) for f in corpus.unpack_js(registry / "restored.tar.xz")]
+            == [(f.path, f.origin, f.text) for f in corpus.unpack_js(packed)])
