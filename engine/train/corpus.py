@@ -297,15 +297,28 @@ def js_files(package_dir: Path) -> Iterator[Path]:
             yield path
 
 
+def package_dir_is_alias(node_modules: Path, package_dir: Path, package: dict) -> bool:
+    return package_dir.relative_to(node_modules).as_posix() != package.get("name", package_dir.name)
+
+
 def pack_js(node_modules: Path, out: Path, guard: EvalGuard | None = None, max_package_mb: float | None = None) -> None:
-    records, seen = [], set()
-    for package_dir in npm_packages(node_modules):
-        package = json.loads((package_dir / "package.json").read_text())
+    records, seen, packed = [], set(), set()
+    packages = [(package_dir, json.loads((package_dir / "package.json").read_text()))
+                for package_dir in npm_packages(node_modules)]
+    # an alias (`@jest/react-is-18` holds react-is@18) gives a second version of a package, whose files would
+    # share their paths with the first's: a package is packed once, from its own folder where it has one
+    packages.sort(key=lambda entry: package_dir_is_alias(node_modules, *entry))
+    for package_dir, package in packages:
         licence = npm_licence(package)
         name = package.get("name", package_dir.name)
         if licence is None:
             print(f"skip {name}: licence {package.get('license')!r}", file=sys.stderr)
             continue
+        if name in packed:
+            print(f"skip {name}@{package.get('version')} in {package_dir.relative_to(node_modules)}: "
+                  "another version is packed", file=sys.stderr)
+            continue
+        packed.add(name)
         if guard is not None and guard.package_taken(name):
             print(f"skip {name}: already in the corpus", file=sys.stderr)
             continue
